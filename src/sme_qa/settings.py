@@ -1,0 +1,68 @@
+"""One settings object.  Precedence: explicit argument > ``SME_QA_*`` environment > default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+DEFAULT_MODEL = "intfloat/multilingual-e5-small"
+
+_ENV = {
+    "corpus": "SME_QA_CORPUS",
+    "vectors": "SME_QA_VECTORS",
+    "model": "SME_QA_MODEL",
+    "cache_dir": "SME_QA_CACHE",
+    "host": "SME_QA_HOST",
+    "port": "SME_QA_PORT",
+    "auth": "SME_QA_AUTH",
+    "llm_base_url": "SME_QA_LLM_BASE_URL",
+    "llm_model": "SME_QA_LLM_MODEL",
+    "llm_api_key": "SME_QA_LLM_API_KEY",
+    "llm_timeout": "SME_QA_LLM_TIMEOUT",
+}
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sme-qa"
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus: Path = Path("corpus")
+    vectors: Path = Path("vectors")
+    model: str = DEFAULT_MODEL
+    cache_dir: Path = _default_cache()
+    host: str = "127.0.0.1"
+    port: int = 7860
+    auth: str | None = None  # "user:password"
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout: float = 60.0
+
+    @classmethod
+    def load(cls, **overrides: object) -> Settings:
+        """Defaults, then the environment, then every override that is not None."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get(_ENV[f.name]) if f.name in _ENV else None
+            if raw not in (None, ""):
+                values[f.name] = raw
+            if overrides.get(f.name) is not None:
+                values[f.name] = overrides[f.name]
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return replace(cls(), **{k: _coerce(k, v) for k, v in values.items()})
+
+
+def _coerce(name: str, value: object) -> object:
+    if name in ("corpus", "vectors", "cache_dir"):
+        return Path(os.path.expanduser(str(value)))
+    if name == "port":
+        return int(value)  # type: ignore[arg-type]
+    if name == "llm_timeout":
+        return float(value)  # type: ignore[arg-type]
+    return value

@@ -1,0 +1,81 @@
+"""Text utilities shared by every stage: normalisation for matching, sentence spans.
+
+Display text is never changed; ``normalize`` produces a separate form for matching
+(NFKC folds full-width digits and ``％``, so ``99．5％`` matches ``99.5%``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+# Sentence-final punctuation; a run of closers after it stays with the sentence.
+SENTENCE_END = "。！？；!?;…"
+CLOSERS = "”’」』》）)】\"'"
+_SENTENCE_RE = re.compile(
+    rf"[^{re.escape(SENTENCE_END)}]*?(?:[{re.escape(SENTENCE_END)}]+[{re.escape(CLOSERS)}]*|\.(?=\s)|$)",
+    re.S,
+)
+_WS_RE = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Matching form: NFKC, lower case, runs of white space folded to one space."""
+    return _WS_RE.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
+
+
+def compact(text: str) -> str:
+    """Matching form without any white space (how eval answers are compared)."""
+    return _WS_RE.sub("", unicodedata.normalize("NFKC", text)).lower()
+
+
+def ends_sentence(text: str) -> bool:
+    """True when ``text`` ends in sentence-final punctuation (closing quotes allowed after it)."""
+    stripped = text.rstrip().rstrip(CLOSERS)
+    return bool(stripped) and (stripped[-1] in SENTENCE_END or stripped[-1] == ".")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Split ``text`` into sentences as (start, end) spans that cover it exactly, in order.
+
+    Splits after 。！？；!?; (and ``.`` before white space); closing quotes and
+    brackets stay with their sentence.  Leading white space of a sentence is left
+    to the previous span so that concatenating the spans gives back ``text``.
+    """
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    n = len(text)
+    while pos < n:
+        m = _SENTENCE_RE.match(text, pos)
+        end = m.end() if m and m.end() > pos else n
+        while end < n and text[end].isspace():
+            end += 1
+        spans.append((pos, end))
+        pos = end
+    return spans
+
+
+def split_sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in sentence_spans(text)]
+
+
+@functools.lru_cache(maxsize=1)
+def _t2s():
+    import opencc  # opencc-python-reimplemented: pure Python, offline
+
+    return opencc.OpenCC("t2s")
+
+
+_TRAD_PROBE = re.compile(r"[\u4e00-\u9fff]")
+
+
+def to_simplified(text: str) -> str:
+    """Traditional → simplified Chinese (identity on text without Han characters)."""
+    if not _TRAD_PROBE.search(text):
+        return text
+    return _t2s().convert(text)
+
+
+def has_han(text: str) -> bool:
+    return bool(_TRAD_PROBE.search(text))
