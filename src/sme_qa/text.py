@@ -62,19 +62,28 @@ def split_sentences(text: str) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _t2s():
+    """The OpenCC t2s converter and the set of characters it changes."""
+    from pathlib import Path
+
     import opencc  # opencc-python-reimplemented: pure Python, offline
 
-    return opencc.OpenCC("t2s")
+    table = Path(opencc.__file__).parent / "dictionary" / "TSCharacters.txt"
+    traditional = frozenset(
+        line.split("\t", 1)[0] for line in table.read_text(encoding="utf-8").splitlines() if "\t" in line
+    )
+    return opencc.OpenCC("t2s"), traditional
 
 
 _TRAD_PROBE = re.compile(r"[\u4e00-\u9fff]")
 
 
 def to_simplified(text: str) -> str:
-    """Traditional → simplified Chinese (identity on text without Han characters)."""
-    if not _TRAD_PROBE.search(text):
+    """Traditional → simplified Chinese.  Text with no traditional-only character is returned
+    as it is without running the (pure-Python, slow) converter."""
+    converter, traditional = _t2s()
+    if traditional.isdisjoint(text):
         return text
-    return _t2s().convert(text)
+    return converter.convert(text)
 
 
 def has_han(text: str) -> bool:
