@@ -46,7 +46,8 @@ class Article:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Article:
-        data = dict(data)
+        """The inverse of ``to_dict``; keys that are not fields (an index's own bookkeeping) are ignored."""
+        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         data["paragraphs"] = tuple(Paragraph(**p) for p in data.get("paragraphs", ()))
         data["categories"] = tuple(data.get("categories", ()))
         data["tags"] = tuple(data.get("tags", ()))

