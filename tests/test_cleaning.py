@@ -26,8 +26,8 @@ def test_paragraph_boundaries_and_soft_breaks():
 
 
 def test_entities_decoded_and_whitespace_folded():
-    html = "<p>研发投入&nbsp;超过&lt;1000&gt;亿元&amp;人才，\n   同比增长。 AR\nglass 产品</p>"
-    assert clean_body(html).paragraphs == ["研发投入 超过<1000>亿元&人才，同比增长。 AR glass 产品"]
+    html = "<p>研发投入&nbsp;超过&lt;1000&gt;亿元&amp;人才，\n   同比增长。 AR\nglass 产品\n说明　二\u200b三</p>"
+    assert clean_body(html).paragraphs == ["研发投入 超过<1000>亿元&人才，同比增长。 AR glass 产品说明 二三"]
 
 
 def test_double_escaped_entities_and_leaked_css():

@@ -39,7 +39,7 @@ _SEP = "\x1e"  # paragraph boundary marker (control characters are removed from 
 _BR = "\x1f"  # one <br>
 
 _DROP = frozenset(
-    "script style noscript template head nav iframe frame frameset object embed applet img picture "
+    "script style noscript template nav iframe frame frameset object embed applet img picture "
     "svg math video audio source track canvas map area form button input select option textarea "
     "label fieldset meta link base title".split()
 )
@@ -50,6 +50,9 @@ _BLOCK = frozenset(
 )
 # Inside these, blank lines in text are HTML white space, not Markdown paragraph breaks.
 _PARA_LIKE = frozenset("p h1 h2 h3 h4 h5 h6 li dt dd td th pre caption figcaption summary".split())
+_DATE_META = frozenset(
+    {"article:published_time", "og:published_time", "pubdate", "publishdate", "date", "datepublished"}
+)
 _HTML_RE = re.compile(
     r"<(?:/?(?:p|div|br|span|a|h[1-6]|ul|ol|li|table|tr|td|th|section|article|strong|em|b|i|u|img|"
     r"script|style|html|body|head|meta|font|center|blockquote|pre|iframe|noscript|form|button|"
@@ -141,9 +144,7 @@ def clean_body(body: str) -> CleanBody:
 
 def _html_blocks(body: str) -> tuple[list[str], str | None, str | None]:
     soup = BeautifulSoup(body, "html.parser")
-    title_tag = soup.find("title") or soup.find("h1")
-    title = title_tag.get_text(" ", strip=True) if isinstance(title_tag, Tag) else None
-    date = _meta_date(soup)
+    found: dict[str, str] = {}  # title, h1, date
     pieces: list[str] = []
     # Iterative walk (deeply nested pages must not hit the recursion limit).
     stack: list[tuple[object, bool]] = [(soup, False)]
@@ -161,19 +162,25 @@ def _html_blocks(body: str) -> tuple[list[str], str | None, str | None]:
         if not isinstance(node, Tag):
             continue
         name = (node.name or "").lower()
+        if name in ("title", "h1") and name not in found:
+            found[name] = node.get_text(" ", strip=True)
+        elif name == "meta" and "date" not in found:
+            key = str(node.get("name") or node.get("property") or node.get("itemprop") or "").lower()
+            if key in _DATE_META and node.get("content"):
+                found["date"] = str(node.get("content")).strip()
         if name in _DROP:
             continue
         if name == "br":
             pieces.append(_BR)
             continue
-        block = name in _BLOCK
         child_in_para = in_para or name in _PARA_LIKE
-        if block:
+        if name in _BLOCK:
             pieces.append(_SEP)
             stack.append((_SEP, in_para))
         stack.extend((child, child_in_para) for child in reversed(node.contents))
     text = re.sub(_BR + r"[\s" + _BR + r"]*" + _BR, _SEP, "".join(pieces))
-    return text.split(_SEP), title, date
+    # An article's <h1> is its title; <title> often carries the site name as well.
+    return text.split(_SEP), found.get("h1") or found.get("title") or None, found.get("date")
 
 
 def _blank_lines_to_breaks(text: str) -> str:
@@ -196,16 +203,6 @@ def _markdown_blocks(body: str) -> list[str]:
     return _blank_lines_to_breaks(body).split(_SEP)
 
 
-def _meta_date(soup: BeautifulSoup) -> str | None:
-    for meta in soup.find_all("meta"):
-        key = str(meta.get("name") or meta.get("property") or meta.get("itemprop") or "").lower()
-        if key in {"article:published_time", "pubdate", "publishdate", "date", "datepublished", "og:published_time"}:
-            content = meta.get("content")
-            if content:
-                return str(content).strip()
-    return None
-
-
 # --- one paragraph ---------------------------------------------------------------------
 
 
@@ -225,25 +222,26 @@ def _finish(raw: str) -> str:
     return _fold(text)
 
 
-_FOLD_RE = re.compile(r"[\s\u3000\xa0\u200b\ufeff]+")
+_FOLD_RE = re.compile(r"[\s\u3000\xa0]+")
+_INVISIBLE_RE = re.compile(r"[\u200b-\u200d\u2060\ufeff\xad]")
 _CJK_CHAR_RE = re.compile(f"[{_CJK}]")
 
 
 def _fold(text: str) -> str:
-    """Fold white space: a line break between CJK characters disappears, other runs become one space."""
+    """Fold white space: a line break next to CJK text disappears, other runs become one space."""
 
     def repl(m: re.Match[str]) -> str:
         run = m.group(0)
         start, end = m.start(), m.end()
         if start == 0 or end == len(m.string):
             return ""
-        if ("\n" in run or "\u3000" in run) and (
+        if "\n" in run and (
             _CJK_CHAR_RE.match(m.string[start - 1]) or _CJK_CHAR_RE.match(m.string[end])
         ):
             return ""
         return " "
 
-    return _FOLD_RE.sub(repl, text)
+    return _FOLD_RE.sub(repl, _INVISIBLE_RE.sub("", text))
 
 
 # --- boilerplate -----------------------------------------------------------------------
