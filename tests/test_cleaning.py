@@ -111,6 +111,18 @@ def test_trailing_disclaimer_dropped():
     assert clean_body(body).paragraphs == [BODY]
 
 
+def test_trailing_link_lists_share_widgets_and_disclaimers_dropped():
+    body = f"""<div><p>　　来源：证券日报</p><p>{BODY}<a href="/x">某公司</a>营收增长。</p>
+    <p>新浪声明：此消息系转载自新浪合作媒体，文章内容仅供参考，不构成投资建议。</p>
+    <p>责任编辑：李四 SF001</p></div><div class="share">分享到：微信 微博</div>
+    <div>相关阅读</div><ul><li><a href="/a">另一篇专精特新的新闻标题</a></li><li>[第二篇](http://y)</li></ul>"""
+    assert clean_body(body).paragraphs == ["来源：证券日报", BODY + "某公司营收增长。"]
+
+
+def test_link_inside_a_block_does_not_leak_markers():
+    assert clean_body(f'<a href="/x"><div>{BODY}</div><p>{BODY2}</p></a>').paragraphs == [BODY, BODY2]
+
+
 def test_meta_date_read():
     html = f'<html><head><meta property="article:published_time" content="2022-04-15T08:00:00+08:00"></head><body><p>{BODY}</p></body></html>'
     assert clean_body(html).date == "2022-04-15T08:00:00+08:00"

@@ -4,24 +4,27 @@
 contains markup and treats it as Markdown / plain text otherwise.  Paragraph
 boundaries are block elements (``<p>``, ``<div>``, headings, list items …),
 ``<br><br>`` and blank lines in text outside paragraph elements (Markdown mixed
-into HTML).  A single ``<br>`` or newline is a soft break: folded away between
-CJK characters, a space elsewhere.
+into HTML).  A single ``<br>`` or newline is a soft break: it disappears next to
+CJK text and becomes a space elsewhere.  Entities are decoded (twice if they were
+double-escaped), Markdown links become their text, images go.
 
 Boilerplate is recognised by general patterns, never by site:
 
-* dropped elements: script, style, noscript, template, head, nav, iframe, images
-  and media, forms, inputs and buttons, HTML comments;
-* anywhere, a whole paragraph that is only: app / QR-code promotion (short
-  paragraphs with 尽在…APP, 扫码/二维码, 下载…客户端, 关注…公众号); a 责任编辑
-  credit; 举报/反馈-style widget text; navigation links (返回…, 上一篇, 下一篇,
-  返回首页, 回到顶部); a bare URL; leaked CSS rules (``.cls{…}``, ``&#123;``);
+* dropped elements: script, style, noscript, template, nav, iframe, images and
+  media, forms, inputs and buttons, HTML comments (and so what is inside them);
+* anywhere, a whole paragraph that is only: an app / QR-code promotion (a short
+  paragraph with 尽在…APP, 扫码, 扫描二维码, 下载…客户端, 关注…公众号); a 责任编辑
+  credit; widget text (举报/反馈, 分享到, 打印, 关闭); navigation (返回…, 返回首页,
+  上一篇, 下一篇, 回到顶部); a bare URL; leaked CSS rules (``.cls{…}``, ``&#123;``);
   nothing but punctuation;
-* at the end only (the run after the last real paragraph): credit lines such as
-  编辑：, 来源：, 校对：, （文章来源：…）, 原文链接：…, and （完）.
+* at the end only (the run after the last real paragraph): credit lines (编辑：,
+  来源：, 校对：, （文章来源：…）), disclaimers (…声明：, 不构成投资建议), 相关阅读
+  headers, paragraphs that are nothing but links, 原文链接：…, and （完）.
   「（文章来源：X）」 goes: it is metadata, not article text; X is kept as
   ``CleanBody.source`` so the loader can use it when the front matter names no
   source.  A bare URL in that trailing run (``<http://…>``, a lone URL line or
   「原文链接：URL」) is the original page: it becomes ``CleanBody.url``.
+  The same lines in the middle of an article (a 记者：/来源： byline) stay.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ __all__ = ["CleanBody", "clean_body", "looks_like_html"]
 
 _SEP = "\x1e"  # paragraph boundary marker (control characters are removed from input first)
 _BR = "\x1f"  # one <br>
+_LINK_OPEN, _LINK_CLOSE = "\x02", "\x03"  # around link text, to tell link-only paragraphs
+_LINK_TEXT_RE = re.compile("\x02[^\x02\x03]*\x03")
 
 _DROP = frozenset(
     "script style noscript template nav iframe frame frameset object embed applet img picture "
@@ -86,7 +91,7 @@ _WIDGET_RE = re.compile(
     r"|[\[【]?(?:打印|关闭|收藏|举报)[\]】]?)$"
 )
 _NAV_RE = re.compile(
-    r"^[\[【]?(?:返回[^。！？，,]{0,15}|回到顶部|返回顶部|上一篇|下一篇|上一页|下一页|首页|更多)[\]】]?"
+    r"^[\[【]?(?:返回[^。！？，,]{0,15}|回到顶部|返回顶部|上一篇|下一篇|上一页|下一页|首页|更多|分享到)[\]】]?"
     r"(?:[:：].{0,80})?$"
 )
 _NAV_SPLIT_RE = re.compile(r"[｜|·•/]|\s{2,}")
@@ -97,7 +102,7 @@ _CREDIT_RE = re.compile(
 _ORIGINAL_LINK_RE = re.compile(r"^(?:原文链接|原文地址|原文|阅读原文|来源链接|本文链接)\s*[:：]?\s*(\S+)$")
 _DISCLAIMER_RE = re.compile(
     r"^[\u4e00-\u9fff]{0,6}声明[:：]|不构成(?:任何)?投资建议|转载请注明|版权归.{0,12}所有|未经.{0,12}(?:授权|许可)"
-    r"|仅代表作者(?:个人)?观点|(?:相关|推荐|延伸)(?:阅读|新闻|文章)[:：]?$"
+    r"|仅代表作者(?:个人)?观点|^[【\[]?(?:相关|推荐|延伸|热门|更多)(?:阅读|新闻|文章|推荐|报道)[】\]]?[:：]?$"
 )
 _THE_END_RE = re.compile(r"^[(（【\[]?\s*(?:完|全文完|end|END|The End)\s*[)）】\]]?$")
 _SOURCE_LABELS = ("来源", "出处", "稿源")
@@ -132,7 +137,7 @@ def clean_body(body: str) -> CleanBody:
         first = next((r for r in raw if r.strip()), "")
         heading = _MD_H1_RE.match(first.strip())
         title = heading.group(1) if heading else None
-    paragraphs = [p for p in (_finish(r) for r in raw) if p]
+    paragraphs = [p for p in (_finish(r) for r in raw) if p[0]]
     kept, removed, url, source = _drop_boilerplate(paragraphs)
     if title is not None:
         title = _fold(title) or None
@@ -173,6 +178,9 @@ def _html_blocks(body: str) -> tuple[list[str], str | None, str | None]:
         if name == "br":
             pieces.append(_BR)
             continue
+        if name == "a":
+            pieces.append(_LINK_OPEN)
+            stack.append((_LINK_CLOSE, in_para))
         child_in_para = in_para or name in _PARA_LIKE
         if name in _BLOCK:
             pieces.append(_SEP)
@@ -206,20 +214,27 @@ def _markdown_blocks(body: str) -> list[str]:
 # --- one paragraph ---------------------------------------------------------------------
 
 
-def _finish(raw: str) -> str:
-    """Markdown inline syntax out, entities decoded, white space folded, CSS leaks removed."""
+def _finish(raw: str) -> tuple[str, bool]:
+    """Markdown inline syntax out, entities decoded, white space folded, CSS leaks removed.
+
+    Also tells whether the paragraph is nothing but link text (navigation, related articles).
+    """
     text = raw.replace(_BR, "\n")
     if _MD_RULE_RE.match(text.strip()):
-        return ""
+        return "", False
     text = _MD_MARKER_RE.sub("", text.lstrip("\n"), count=1)
     text = _MD_IMAGE_RE.sub("", text)
-    text = _MD_LINK_RE.sub(r"\1", text)
+    text = _MD_LINK_RE.sub(_LINK_OPEN + r"\1" + _LINK_CLOSE, text)
+    link_only = False
+    if _LINK_OPEN in text or _LINK_CLOSE in text:
+        link_only = not any(c.isalnum() for c in _LINK_TEXT_RE.sub("", text))
+        text = text.replace(_LINK_OPEN, "").replace(_LINK_CLOSE, "")
     text = _MD_EMPH_RE.sub(r"\2", text)
     if "&" in text and _ENTITY_RE.search(text):
         text = html.unescape(text)  # entities left in text by double escaping
     if "{" in text and "}" in text:
         text = _CSS_RULE_RE.sub(" ", text)
-    return _fold(text)
+    return _fold(text), link_only
 
 
 _FOLD_RE = re.compile(r"[\s\u3000\xa0]+")
@@ -259,14 +274,16 @@ def _is_noise(p: str) -> bool:
     return bool(segments) and all(_NAV_RE.match(s) or _WIDGET_RE.match(s) for s in segments)
 
 
-def _drop_boilerplate(paragraphs: list[str]) -> tuple[list[str], list[str], str | None, str | None]:
+def _drop_boilerplate(
+    paragraphs: list[tuple[str, bool]],
+) -> tuple[list[str], list[str], str | None, str | None]:
     url: str | None = None
     source: str | None = None
     removed: list[str] = []
     end = len(paragraphs)
-    # The trailing run: credits, navigation, promotions and the original page's link.
+    # The trailing run: credits, navigation, related links, promotions and the original page's link.
     while end > 0:
-        p = paragraphs[end - 1]
+        p, link_only = paragraphs[end - 1]
         link = _URL_RE.match(p) or _ORIGINAL_LINK_RE.match(p)
         credit = _CREDIT_RE.match(p)
         if link and _URL_RE.match(link.group(1)):
@@ -276,12 +293,12 @@ def _drop_boilerplate(paragraphs: list[str]) -> tuple[list[str], list[str], str 
             label = p.lstrip("(（【[ ").split("：")[0].split(":")[0]
             if source is None and credit.group(1) and any(label.endswith(s) for s in _SOURCE_LABELS):
                 source = credit.group(1).strip() or None
-        elif not (_THE_END_RE.match(p) or _DISCLAIMER_RE.search(p) or _is_noise(p)):
+        elif not (link_only or _THE_END_RE.match(p) or _DISCLAIMER_RE.search(p) or _is_noise(p)):
             break
         removed.append(p)
         end -= 1
     kept = []
-    for p in paragraphs[:end]:
+    for p, _ in paragraphs[:end]:
         (removed if _is_noise(p) else kept).append(p)
     if url is not None and url.startswith("//"):
         url = "http:" + url
