@@ -1,0 +1,193 @@
+"""Answers → what the chat shows and what the API returns.  Pure functions, no Gradio.
+
+Every piece of corpus text (answer sentences, titles, excerpts, publishers) is
+HTML-escaped here before it reaches a chat message; Gradio's own sanitiser
+(``sanitize_html=True``) is a second wall, not the first.  ``[n]`` markers become
+links to the citation's article page, opened in a new tab so the chat stays.
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from ..answer import NEAR_EN, NEAR_ZH
+from ..records import Answer, Citation, Hit
+from .pages import safe_url
+
+__all__ = [
+    "answer_messages",
+    "answer_payload",
+    "error_message",
+    "excerpt_html",
+    "linked_text",
+    "pending_message",
+]
+
+_MARKER = re.compile(r"\[(\d{1,3})\]")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~])")
+EXCERPT_CHARS = 90  # context kept on each side of the cited sentence in a source card
+
+
+def _md_text(text: str) -> str:
+    """Corpus text made inert for Markdown + HTML: escaped, Markdown punctuation backslashed."""
+    return _MD_SPECIAL.sub(r"\\\1", escape(text, quote=False))
+
+
+def _link(href: str) -> str:
+    """A local link made safe for an attribute (already percent-encoded ids stay as they are)."""
+    return escape(quote(href, safe="/?=&#%-_.~:"), quote=True)
+
+
+def _attr(text: str) -> str:
+    return escape(text, quote=True)
+
+
+def linked_text(answer: Answer) -> str:
+    """The answer's Markdown, corpus text escaped, each known ``[n]`` a link to its citation."""
+    by_number = {c.number: c for c in answer.citations}
+    parts: list[str] = []
+    pos = 0
+    for m in _MARKER.finditer(answer.text):
+        c = by_number.get(int(m.group(1)))
+        if c is None:
+            continue
+        parts.append(_escape_answer(answer.text[pos : m.start()]))
+        parts.append(f"[\\[{c.number}\\]]({_link(c.link)})")
+        pos = m.end()
+    parts.append(_escape_answer(answer.text[pos:]))
+    return "".join(parts)
+
+
+def _escape_answer(text: str) -> str:
+    # Answer text is Markdown written by answer.py (bold, lists) around corpus sentences:
+    # keep its Markdown, neutralise any HTML in it.
+    return escape(text, quote=False)
+
+
+def excerpt_html(citation: Citation) -> str:
+    """The passage around the quote, trimmed, with the quoted sentence in ``<mark>``."""
+    hit = citation.hit
+    text = hit.text
+    a, b = citation.start - hit.start, citation.end - hit.start
+    if not (0 <= a < b <= len(text)) or text[a:b] != citation.quote:
+        found = text.find(citation.quote) if citation.quote else -1
+        if found < 0:
+            return f"<mark>{escape(citation.quote)}</mark>" if citation.quote else escape(_trim(text))
+        a, b = found, found + len(citation.quote)
+    left, right = max(0, a - EXCERPT_CHARS), min(len(text), b + EXCERPT_CHARS)
+    return (
+        ("…" if left > 0 else "")
+        + escape(text[left:a])
+        + f"<mark>{escape(text[a:b])}</mark>"
+        + escape(text[b:right])
+        + ("…" if right < len(text) else "")
+    )
+
+
+def _trim(text: str, n: int = 2 * EXCERPT_CHARS) -> str:
+    return text if len(text) <= n else text[:n] + "…"
+
+
+def _meta(hit: Hit) -> str:
+    bits = [escape(x) for x in (hit.date, hit.source) if x]
+    return " · ".join(bits)
+
+
+def _card(c: Citation) -> str:
+    hit = c.hit
+    url = safe_url(hit.url)
+    original = (
+        f'<a class="sme-orig" href="{_attr(url)}" target="_blank" rel="noopener noreferrer">原始链接</a>' if url else ""
+    )
+    return (
+        f'<div class="sme-card" id="sme-src-{c.number}">'
+        f'<div class="sme-card-head"><span class="sme-num">[{c.number}]</span> '
+        f'<span class="sme-title">{escape(hit.title)}</span></div>'
+        f'<div class="sme-meta">{_meta(hit)}</div>'
+        f'<div class="sme-excerpt">{excerpt_html(c)}</div>'
+        f'<div class="sme-links"><a class="sme-view" href="{_link(c.link)}" target="_blank" rel="noopener">查看原文</a>'
+        f"{original}</div></div>"
+    )
+
+
+def _near_miss(hit: Hit) -> str:
+    meta = _meta(hit)
+    return (
+        f'<li><a href="{_link(hit.link)}" target="_blank" rel="noopener">{escape(hit.title)}</a>'
+        + (f' <span class="sme-meta">{meta}</span>' if meta else "")
+        + f'<div class="sme-excerpt">{escape(_trim(hit.text, 120))}</div></li>'
+    )
+
+
+def refusal_text(answer: Answer) -> str:
+    """A refusal's own words, without the near-miss list the text carries (shown as cards instead)."""
+    text = answer.text
+    for label in (NEAR_ZH, NEAR_EN):
+        cut = text.find("\n\n" + label)
+        if cut >= 0 and answer.near_misses:
+            text = text[:cut]
+    return text.strip()
+
+
+def answer_messages(answer: Answer, *, final: bool = True) -> list[str]:
+    """The assistant's messages: the answer (plain Markdown, so 「复制」 copies readable text) and,
+    once final, the source cards; a refusal is one boxed message with its near misses."""
+    notice = f'\n\n<div class="sme-notice">{escape(answer.notice)}</div>' if answer.notice else ""
+    if not answer.answered:
+        message = _boxed("sme-refusal", "未找到可靠答案", _escape_answer(refusal_text(answer))) + notice
+        if final and answer.near_misses:
+            items = "".join(_near_miss(h) for h in answer.near_misses)
+            message += f'\n\n<div class="sme-near"><div class="sme-near-head">可能相关（并非答案）</div><ul>{items}</ul></div>'
+        return [message]
+    messages = [linked_text(answer) + notice]
+    if final and answer.citations:
+        cards = "".join(_card(c) for c in answer.citations)
+        messages.append(f'<div class="sme-sources"><div class="sme-sources-head">来源</div>{cards}</div>')
+    return messages
+
+
+def pending_message() -> str:
+    return '<span class="sme-pending">正在检索相关报道…</span>'
+
+
+def error_message(text: str) -> str:
+    return _boxed("sme-refusal sme-error", "出错了", _md_text(text))
+
+
+def _boxed(cls: str, head: str, markdown: str) -> str:
+    """A styled box around Markdown: the blank lines let the Markdown inside be rendered."""
+    return f'<div class="{cls}">\n<div class="sme-box-head">{escape(head)}</div>\n\n{markdown}\n\n</div>'
+
+
+def answer_payload(answer: Answer) -> dict[str, Any]:
+    """Structured data for the ``/ask`` API: text, answered flag, citations, near misses."""
+    return {
+        "question": answer.question,
+        "text": answer.text,
+        "answered": answer.answered,
+        "mode": answer.mode,
+        "notice": answer.notice,
+        "citations": [
+            {
+                "number": c.number,
+                "doc_id": c.hit.doc_id,
+                "title": c.hit.title,
+                "date": c.hit.date,
+                "source": c.hit.source,
+                "link": c.link,
+                "url": c.hit.url,
+                "quote": c.quote,
+                "start": c.start,
+                "end": c.end,
+            }
+            for c in answer.citations
+        ],
+        "near_misses": [
+            {"doc_id": h.doc_id, "title": h.title, "date": h.date, "link": h.link, "url": h.url}
+            for h in answer.near_misses
+        ],
+        "timings": dict(answer.timings),
+    }

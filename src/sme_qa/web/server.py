@@ -1,0 +1,247 @@
+"""One server: FastAPI with the article pages, the Gradio chat mounted at ``/``.
+
+``serve()`` is what ``sme-qa serve`` and ``python app.py`` run: bring the index up to
+date with the corpus (incremental, a terminal progress bar), load it, build the app and
+run uvicorn until interrupted, printing the URL once the socket listens.
+``BackgroundServer`` runs the same app in a thread (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import logging
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from ..errors import CorpusError, IndexLockedError, SmeQaError
+from ..search import Searcher
+from ..settings import Settings
+from .pages import article_html, csp, new_nonce, not_found_html, parse_hl
+
+__all__ = ["BackgroundServer", "create_app", "ensure_index", "parse_auth", "serve"]
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+# ---------------------------------------------------------------- auth
+
+
+def parse_auth(auth: str | None) -> tuple[str, str] | None:
+    """``"user:password"`` → ``("user", "password")``; None or "" → None."""
+    if not auth:
+        return None
+    user, sep, password = auth.partition(":")
+    if not sep or not user or not password:
+        raise SmeQaError("--auth / SME_QA_AUTH must look like user:password")
+    return user, password
+
+
+class BasicAuth:
+    """HTTP basic auth in front of everything (chat, API, article pages).  Pure ASGI, so SSE streams pass."""
+
+    def __init__(self, app: ASGIApp, user: str, password: str) -> None:
+        self.app = app
+        self._expected = base64.b64encode(f"{user}:{password}".encode())
+
+    def _ok(self, scope: Scope) -> bool:
+        header = dict(scope.get("headers") or ()).get(b"authorization", b"")
+        scheme, _, value = header.partition(b" ")
+        return scheme.lower() == b"basic" and secrets.compare_digest(value.strip(), self._expected)
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] not in ("http", "websocket") or self._ok(scope):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = "需要登录 (authentication required)".encode()
+        await send({"type": "http.response.start", "status": 401, "headers": [
+            (b"www-authenticate", b'Basic realm="sme-qa", charset="UTF-8"'),
+            (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- the app
+
+
+def create_app(searcher: Searcher, corpus: Path, *, auth: tuple[str, str] | None = None) -> FastAPI:
+    """The FastAPI app: ``/articles/{doc_id}``, ``/healthz``, and the Gradio chat at ``/``."""
+    import gradio as gr
+
+    from .chat import ChatService, build_blocks
+
+    service = ChatService(searcher, corpus)
+    app = FastAPI(title="sme-qa", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.service = service
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        service.refresh()
+        counts = searcher.manifest.get("counts", {})
+        return JSONResponse({"status": "ok", "documents": counts.get("documents"), "chunks": counts.get("chunks"),
+                             "built": searcher.manifest.get("built")})
+
+    @app.get("/articles/{doc_id:path}", response_class=HTMLResponse)
+    def article(doc_id: str, request: Request) -> HTMLResponse:
+        # The id is only ever a key into the index's documents, never a path on disk.
+        service.refresh()
+        nonce = new_nonce()
+        found = searcher.article(doc_id)
+        if found is None:
+            html, status = not_found_html(doc_id, nonce=nonce), 404
+        else:
+            html, status = article_html(found, parse_hl(request.query_params.get("hl")), nonce=nonce), 200
+        return HTMLResponse(html, status_code=status, headers={
+            "Content-Security-Policy": csp(nonce), "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+
+    blocks = build_blocks(service)
+    theme = gr.themes.Default(
+        primary_hue="orange",
+        font=[gr.themes.LocalFont("Source Sans Pro"), "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC",
+              "WenQuanYi Micro Hei", "sans-serif"],
+    )
+    app = gr.mount_gradio_app(
+        app, blocks, path="/", footer_links=["api"], run_history=False, theme=theme,
+        css_paths=[STATIC / "chat.css"], show_error=True, ssr_mode=False, mcp_server=False,
+    )
+    if auth is not None:
+        app.add_middleware(BasicAuth, user=auth[0], password=auth[1])
+    return app
+
+
+# ---------------------------------------------------------------- running it
+
+
+def ensure_index(settings: Settings, progress: Callable[[str, int, int], None] | None = None) -> None:
+    """Index new or changed articles before serving (fast when nothing changed)."""
+    from ..indexing import build_index
+
+    manifest = settings.vectors / "manifest.json"
+    if not settings.corpus.exists():
+        if manifest.exists():
+            log.warning("corpus %s not found; serving the existing index in %s", settings.corpus, settings.vectors)
+            return
+        raise CorpusError(f"no corpus at {settings.corpus} and no index at {settings.vectors}: pass --corpus DIR")
+    try:
+        summary = build_index(settings.corpus, settings.vectors, progress=progress)
+    except IndexLockedError:
+        if not manifest.exists():
+            raise
+        log.warning("another indexer is updating %s; serving the current index meanwhile", settings.vectors)
+        return
+    if summary.written:
+        log.warning("indexed %s: %d articles added, %d changed, %d removed (%d chunks embedded) in %.1f s",
+                    settings.corpus, summary.articles_added, summary.articles_changed, summary.articles_removed,
+                    summary.chunks_embedded, summary.seconds)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, calling ``on_ready`` once the socket listens."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[str], None] | None = None) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+        self.url = ""
+
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.servers:
+            sock = self.servers[0].sockets[0]
+            host = self.config.host
+            shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+            self.url = f"http://{shown}:{sock.getsockname()[1]}/"
+            if self.on_ready:
+                self.on_ready(self.url)
+
+    def install_signal_handlers(self) -> None:  # only the main thread may; BackgroundServer is not
+        if threading.current_thread() is threading.main_thread():
+            super().install_signal_handlers()
+
+
+def _warm(searcher: Searcher) -> None:
+    """Load the query embedder now, so the first question is answered at full speed."""
+    try:
+        started = time.perf_counter()
+        searcher.retrieve("专精特新", 1)
+        log.info("query embedder warm in %.2f s", time.perf_counter() - started)
+    except SmeQaError as exc:
+        log.warning("warm-up failed: %s", exc)
+
+
+def serve(corpus: Path | str | None = None, vectors: Path | str | None = None, host: str | None = None,
+          port: int | None = None, auth: str | None = None) -> None:
+    """Index if needed, then serve the chat and article pages until interrupted."""
+    from ..cli import progress_bar
+
+    settings = Settings.load(corpus=corpus, vectors=vectors, host=host, port=port, auth=auth)
+    credentials = parse_auth(settings.auth)
+    if not is_loopback(settings.host) and credentials is None:
+        log.warning("serving on %s without authentication: anyone who can reach it can use it "
+                    "(set --auth user:password or SME_QA_AUTH)", settings.host)
+    ensure_index(settings, progress=progress_bar())
+    searcher = Searcher(settings)
+    searcher.state  # noqa: B018 - load now, so a broken index fails here, not on the first question
+    app = create_app(searcher, settings.corpus, auth=credentials)
+    threading.Thread(target=_warm, args=(searcher,), name="sme-qa-warm", daemon=True).start()
+
+    def ready(url: str) -> None:
+        sys.stdout.write(f"sme-qa: 在浏览器中打开 {url}  (Ctrl+C 停止)\n")
+        sys.stdout.flush()
+
+    server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                                    timeout_graceful_shutdown=2), on_ready=ready)
+    server.run()
+    if not server.started:
+        raise SmeQaError(f"could not listen on {settings.host}:{settings.port} (is the port in use? try --port)")
+
+
+class BackgroundServer:
+    """Run an app in a thread on a free port: ``with BackgroundServer(app) as url: ...``."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0) -> None:
+        self.server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                             timeout_graceful_shutdown=1))
+        self.timeout = timeout
+        self.thread = threading.Thread(target=self._run, name="sme-qa-server", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + self.timeout
+        while not self.server.url:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self.server.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
