@@ -208,14 +208,18 @@ def test_read_source_raises_for_whole_file_problems(tmp_path):
         read_source(scan(ok)[0][0], max_bytes=4)
 
 
-def test_gb18030_text_not_mistaken_and_utf16_read(tmp_path):
+def test_gb18030_big5_and_utf16_read_right(tmp_path):
     text = "---\ntitle: 繁體與简体混合的標題\n---\n企業數量達到九十七家。\n"
     write(tmp_path, "a.txt", text.encode("gb18030"))
     write(tmp_path, "b.txt", text.replace("標題", "第二").encode("utf-16"))
+    big5 = "---\ntitle: 專精特新企業\n---\n" + "專精特新中小企業是中國製造的重要支撐。" * 10
+    write(tmp_path, "c.txt", big5.encode("big5"))  # also valid GBK bytes: must not be read as GBK
     articles = by_id(load_corpus(tmp_path))
     assert articles["a"].title == "繁體與简体混合的標題"
     assert articles["a"].paragraphs[0].text == "企業數量達到九十七家。"
     assert articles["b"].title == "繁體與简体混合的第二"
+    assert articles["c"].title == "專精特新企業"
+    assert articles["c"].paragraphs[0].text.startswith("專精特新中小企業是中國製造的重要支撐。")
 
 
 def test_duplicate_ids_first_wins(tmp_path):

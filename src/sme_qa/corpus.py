@@ -42,10 +42,8 @@ log = logging.getLogger(__name__)
 MAX_FILE_BYTES = 10 * 1024 * 1024  # per file; for JSONL, per line (a JSONL corpus may be large)
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".html", ".htm", ".jsonl"})
 # Not loadable, but clearly meant as articles: worth a message rather than silence.
-_DOCUMENT_SUFFIXES = frozenset(
-    {".pdf", ".doc", ".docx", ".rtf", ".odt", ".wps", ".json", ".ndjson", ".xml", ".csv", ".tsv", ".xhtml",
-     ".shtml", ".mhtml", ".mht", ".text", ".mdx", ".gz", ".zip", ".epub"}
-)  # fmt: skip
+_DOCUMENT_SUFFIXES = frozenset(".pdf .doc .docx .rtf .odt .wps .json .ndjson .xml .csv .tsv .xhtml .shtml .mhtml .mht "
+                               ".text .mdx .gz .zip .epub".split())
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -54,6 +52,7 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
 _FENCE_CLOSE = ("---", "...")
+_PRIVATE_USE_RE = re.compile("[\ue000-\uf8ff]")
 _SOURCE_KEYS = ("source", "publisher", "author")
 _URL_KEYS = ("url", "source_url", "original_url", "link")
 _ID_KEYS = ("id", "pid", "doc_id")  # JSONL; pid as in the benchmark passages
@@ -140,17 +139,17 @@ def decode(data: bytes, location: str) -> str:
     """
     data = data.removeprefix(b"\xef\xbb\xbf")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise InputFileError(location, "broken UTF-16 text; save the file as UTF-8") from None
+        return data.decode("utf-16", errors="replace")
     if b"\x00" in data:
         raise InputFileError(location, "binary file (contains NUL bytes), not text; remove it or export it as UTF-8 text")
     for encoding in ("utf-8", "gb18030"):
         try:
-            return data.decode(encoding)
+            text = data.decode(encoding)
         except UnicodeDecodeError:
-            pass
+            continue
+        # Big5 bytes are valid GBK too, but land in GBK's user-defined (private use) area.
+        if encoding == "utf-8" or len(_PRIVATE_USE_RE.findall(text)) <= len(text) // 1000:
+            return text
     lossy = data.decode("utf-8", errors="replace")
     bad = lossy.count("\ufffd")
     if bad <= max(1, len(lossy) // 1000) and any(ord(c) > 0x7F and c != "\ufffd" for c in lossy):
