@@ -55,6 +55,11 @@ def test_markdown_body():
     assert clean.paragraphs == ["大标题", BODY + "见工信部网站。", "小节", "第一项", "第二项", "加粗的" + BODY2]
 
 
+def test_markdown_heading_line_is_its_own_paragraph():
+    md = f"## 小节标题\n{BODY}\n第二行\n\n　\n{BODY2}"
+    assert clean_body(md).paragraphs == ["小节标题", BODY + "第二行", BODY2]
+
+
 def test_plain_text_with_angle_brackets_is_not_html():
     text = f"营收<100万元的企业a<b。\n\n{BODY}"
     assert clean_body(text).paragraphs == ["营收<100万元的企业a<b。", BODY]

@@ -66,17 +66,16 @@ _HTML_RE = re.compile(
 )
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _AUTOLINK_RE = re.compile(r"<((?:https?|ftp)://[^\s<>]+)>", re.I)
-_BLANK_LINE_RE = re.compile(r"\n[ \t\u3000\xa0]*\n\s*")
 _MD_IMAGE_RE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
 _MD_LINK_RE = re.compile(r"\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"\n]*\")?\)")
 _MD_EMPH_RE = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _MD_BLOCK_LINE_RE = re.compile(r"^[ \t]{0,3}(#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+|\d{1,3}[.)][ \t]+)")
 _MD_MARKER_RE = re.compile(r"^[ \t]{0,3}(#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+)")  # stripped; numbers stay
+_MD_HEADING_RE = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+")
 _MD_H1_RE = re.compile(r"^\s*#[ \t]+(\S.*)$")
 _MD_RULE_RE = re.compile(r"^[ \t]{0,3}([-*_])([ \t]*\1){2,}[ \t]*$")
 _ENTITY_RE = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z]{2,8});")
 _CSS_RULE_RE = re.compile(r"[#.@]?[A-Za-z_][A-Za-z0-9_\-#.:>\s,\[\]=\"'()*]*\{[^{}]*:[^{}]*\}")
-_WS_RE = re.compile(r"\s+")
 _URL_RE = re.compile(r"^[<(（]?((?:https?:)?//[^\s<>()（）]+)[>)）]?$", re.I)
 _CJK = r"\u2e80-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef\u201c\u201d\u2018\u2019\u2026\u2014"
 
@@ -192,18 +191,19 @@ def _html_blocks(body: str) -> tuple[list[str], str | None, str | None]:
 
 
 def _blank_lines_to_breaks(text: str) -> str:
+    """Markdown block structure in text: blank lines end paragraphs; headings, rules and list items are blocks."""
     if "\n" not in text:
         return text
-    text = _BLANK_LINE_RE.sub(_SEP, text)
-    # Markdown headings, rules and list items are blocks of their own.
     lines = text.split("\n")
     out = [lines[0]]
+    after_heading = bool(_MD_HEADING_RE.match(lines[0]))
     for line in lines[1:]:
-        if _MD_BLOCK_LINE_RE.match(line) or _MD_RULE_RE.match(line):
+        if not line.strip():
             out.append(_SEP)
-        else:
-            out.append("\n")
-        out.append(line)
+            continue
+        starts_block = after_heading or _MD_BLOCK_LINE_RE.match(line) or _MD_RULE_RE.match(line)
+        out.append((_SEP if starts_block else "\n") + line)
+        after_heading = bool(_MD_HEADING_RE.match(line) or _MD_RULE_RE.match(line))
     return "".join(out)
 
 
