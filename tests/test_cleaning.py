@@ -56,8 +56,13 @@ def test_markdown_body():
 
 
 def test_markdown_heading_line_is_its_own_paragraph():
-    md = f"## 小节标题\n{BODY}\n第二行\n\n　\n{BODY2}"
-    assert clean_body(md).paragraphs == ["小节标题", BODY + "第二行", BODY2]
+    md = f"## 小节标题\n青岛专精特新企业\n持续扩容。\n\n　\n{BODY2}"
+    assert clean_body(md).paragraphs == ["小节标题", "青岛专精特新企业持续扩容。", BODY2]
+
+
+def test_chinese_plain_text_one_paragraph_a_line():
+    text = f"　　{BODY}\n　　{BODY2}\n这一行被硬换行\n折断了。\n“引语。”\n下一段"
+    assert clean_body(text).paragraphs == [BODY, BODY2, "这一行被硬换行折断了。", "“引语。”", "下一段"]
 
 
 def test_plain_text_with_angle_brackets_is_not_html():

@@ -71,6 +71,7 @@ _MD_LINK_RE = re.compile(r"\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"
 _MD_EMPH_RE = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _MD_BLOCK_LINE_RE = re.compile(r"^[ \t]{0,3}(#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+|\d{1,3}[.)][ \t]+)")
 _MD_MARKER_RE = re.compile(r"^[ \t]{0,3}(#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+)")  # stripped; numbers stay
+_CJK_LINE_END_RE = re.compile(r"[。！？；…][”’」』》）】]*[ \t]*$")
 _MD_HEADING_RE = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+")
 _MD_H1_RE = re.compile(r"^\s*#[ \t]+(\S.*)$")
 _MD_RULE_RE = re.compile(r"^[ \t]{0,3}([-*_])([ \t]*\1){2,}[ \t]*$")
@@ -191,7 +192,7 @@ def _html_blocks(body: str) -> tuple[list[str], str | None, str | None]:
 
 
 def _blank_lines_to_breaks(text: str) -> str:
-    """Markdown block structure in text: blank lines end paragraphs; headings, rules and list items are blocks."""
+    """Block structure in text: blank lines end paragraphs; headings, rules and list items are blocks."""
     if "\n" not in text:
         return text
     lines = text.split("\n")
@@ -202,6 +203,9 @@ def _blank_lines_to_breaks(text: str) -> str:
             out.append(_SEP)
             continue
         starts_block = after_heading or _MD_BLOCK_LINE_RE.match(line) or _MD_RULE_RE.match(line)
+        # Chinese plain text often has one paragraph a line: a line after a sentence end, or
+        # one indented with ideographic spaces, starts a paragraph.
+        starts_block = starts_block or line.startswith("\u3000") or _CJK_LINE_END_RE.search(out[-1])
         out.append((_SEP if starts_block else "\n") + line)
         after_heading = bool(_MD_HEADING_RE.match(line) or _MD_RULE_RE.match(line))
     return "".join(out)
