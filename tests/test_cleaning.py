@@ -21,8 +21,13 @@ def test_non_text_elements_dropped():
 
 
 def test_paragraph_boundaries_and_soft_breaks():
-    html = f"<div>{BODY}<br><br>{BODY2}<br>第二行</div><p>甲 乙</p><h2>小标题</h2><ul><li>一项</li><li>二项</li></ul>"
-    assert clean_body(html).paragraphs == [BODY, BODY2 + "第二行", "甲 乙", "小标题", "一项", "二项"]
+    html = f"<div>{BODY}<br><br>青岛专精特新企业<br>持续扩容。</div><p>甲 乙</p><h2>小标题</h2><ul><li>一项</li><li>二项</li></ul>"
+    assert clean_body(html).paragraphs == [BODY, "青岛专精特新企业持续扩容。", "甲 乙", "小标题", "一项", "二项"]
+
+
+def test_single_br_after_sentence_end_or_before_indent_ends_a_paragraph():
+    html = f"<p>　　{BODY}<br>　　{BODY2}<br>没有句号的一行<br>接着写。<br>　　缩进的一行</p>"
+    assert clean_body(html).paragraphs == [BODY, BODY2, "没有句号的一行接着写。", "缩进的一行"]
 
 
 def test_entities_decoded_and_whitespace_folded():

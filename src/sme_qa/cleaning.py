@@ -3,9 +3,11 @@
 ``clean_body`` parses HTML with beautifulsoup4 (``html.parser``) when the body
 contains markup and treats it as Markdown / plain text otherwise.  Paragraph
 boundaries are block elements (``<p>``, ``<div>``, headings, list items …),
-``<br><br>`` and blank lines in text outside paragraph elements (Markdown mixed
-into HTML).  A single ``<br>`` or newline is a soft break: it disappears next to
-CJK text and becomes a space elsewhere.  Entities are decoded (twice if they were
+``<br><br>``, blank lines in text outside paragraph elements (Markdown mixed into
+HTML) and Markdown headings.  Chinese pages and .txt files often put one paragraph
+on a line, so a single ``<br>`` or newline after 。！？；… or before an ideographic
+indent (「　　」) is a boundary too.  Any other single ``<br>`` or newline is a soft
+break: it disappears next to CJK text and becomes a space elsewhere.  Entities are decoded (twice if they were
 double-escaped), Markdown links become their text, images go.
 
 Boilerplate is recognised by general patterns, never by site:
@@ -71,6 +73,9 @@ _MD_LINK_RE = re.compile(r"\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"
 _MD_EMPH_RE = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _MD_BLOCK_LINE_RE = re.compile(r"^[ \t]{0,3}(#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+|\d{1,3}[.)][ \t]+)")
 _MD_MARKER_RE = re.compile(r"^[ \t]{0,3}(#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+)")  # stripped; numbers stay
+_BR_PAIR_RE = re.compile("\x1f[\\s\x1f]*\x1f")
+_BR_AFTER_END_RE = re.compile("([。！？；…][”’」』》）】]*)[ \t\n]*\x1f")
+_BR_BEFORE_INDENT_RE = re.compile("\x1f(?=[ \t\n]*\u3000)")
 _CJK_LINE_END_RE = re.compile(r"[。！？；…][”’」』》）】]*[ \t]*$")
 _MD_HEADING_RE = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+")
 _MD_H1_RE = re.compile(r"^\s*#[ \t]+(\S.*)$")
@@ -186,7 +191,10 @@ def _html_blocks(body: str) -> tuple[list[str], str | None, str | None]:
             pieces.append(_SEP)
             stack.append((_SEP, in_para))
         stack.extend((child, child_in_para) for child in reversed(node.contents))
-    text = re.sub(_BR + r"[\s" + _BR + r"]*" + _BR, _SEP, "".join(pieces))
+    # <br><br> ends a paragraph; so does one <br> after a Chinese sentence end or before an indent.
+    text = _BR_PAIR_RE.sub(_SEP, "".join(pieces))
+    if _BR in text:
+        text = _BR_BEFORE_INDENT_RE.sub(_SEP, _BR_AFTER_END_RE.sub(r"\1" + _SEP, text))
     # An article's <h1> is its title; <title> often carries the site name as well.
     return text.split(_SEP), found.get("h1") or found.get("title") or None, found.get("date")
 
