@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from sme_qa.cleaning import clean_body, looks_like_html
 
 BODY = "专精特新企业是中国制造的重要支撑。"
@@ -151,3 +154,16 @@ def test_empty_and_boilerplate_only_bodies():
 def test_deeply_nested_html_does_not_recurse():
     html = "<div>" * 3000 + BODY + "</div>" * 3000
     assert clean_body(html).paragraphs == [BODY]
+
+
+_MARKUP = st.sampled_from(["<p>", "</p>", "<br>", "<div>", "</div>", "<a href='x'>", "</a>", "\n", "\n\n", "　　", "<!--", "-->",
+                           "[链接](http://x)", "# ", "- ", "。", "”", "<http://a.b/c>", "&amp;", "{", "}", "\x1e", "\x02"])  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(_MARKUP, st.text(max_size=20)), max_size=30).map("".join))
+def test_clean_body_never_fails_and_leaks_no_markers(body):
+    clean = clean_body(body)
+    for p in clean.paragraphs:
+        assert p and p == p.strip()
+        assert not any(c in p for c in "\n\x1e\x1f\x02\x03")
