@@ -168,7 +168,7 @@ _PIECES = st.one_of(
 _PARAGRAPH = st.lists(_PIECES, min_size=1, max_size=40).map("".join).map(str.strip).filter(bool)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     texts=st.lists(_PARAGRAPH, min_size=0, max_size=12),
     max_chars=st.integers(min_value=8, max_value=200),
