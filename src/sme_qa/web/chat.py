@@ -102,6 +102,9 @@ class ChatService:
                 return "另一个索引进程（例如命令行的 `sme-qa index`）正在更新索引，请稍后再试；问答照常使用当前索引。"
             except SmeQaError as exc:
                 return f"更新失败：{exc}"
+            except Exception:  # noqa: BLE001 - say so in the UI; the log keeps the traceback
+                log.exception("updating the index failed")
+                return "更新失败：内部错误，详见服务器日志。问答照常使用当前索引。"
             self.refresh()
         finally:
             self._updating.release()
@@ -146,9 +149,13 @@ class ChatService:
             log.exception("answering %r failed", question)
             yield [*history, _assistant(error_message("内部错误，请查看服务器日志。"))]
 
-    def examples(self, n: int = 4) -> list[str]:
+    def examples(self, n: int = 4, pool: int = 40) -> list[str]:
+        """Example questions from the newest ``pool`` articles (cheap on a large index)."""
         try:
-            return example_questions(self.searcher.articles(), n)
+            docs = self.searcher.state.generation.documents
+            newest = sorted(docs, key=lambda d: (d.get("date") or "", d["id"]), reverse=True)[:pool]
+            articles = [a for a in (self.searcher.article(d["id"]) for d in newest) if a is not None]
+            return example_questions(articles, n)
         except SmeQaError as exc:
             log.warning("no example questions: %s", exc)
             return []
@@ -201,7 +208,7 @@ def build_blocks(service: ChatService) -> gr.Blocks:
                 with gr.Accordion("索引", open=True):
                     status = gr.Markdown(elem_id="sme-status")
                     update = gr.Button("更新索引", elem_id="sme-update")
-                    update_result = gr.Markdown(elem_id="sme-update-result")
+                    update_result = gr.Textbox(label="更新结果", interactive=False, lines=3, elem_id="sme-update-result")
 
         settings = [k, mode, date_from, date_to]
         answer_opts: dict[str, Any] = {"concurrency_limit": CONCURRENCY, "concurrency_id": "answer"}
