@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from .chunking import paragraphs_from_texts, repair_paragraphs
-from .cleaning import clean_body
+from .cleaning import clean_body, looks_like_html
 from .errors import CorpusError, InputFileError
 from .records import Article
 from .text import compact, ends_sentence
@@ -270,8 +270,9 @@ def _build(doc_id: str, meta: dict[str, Any], body: str, location: str, fallback
     clean = clean_body(body)
     paragraphs = repair_paragraphs(clean.paragraphs)
     title = _first_text(meta, ("title",)) or clean.title
-    if title is None and len(paragraphs) > 1 and len(paragraphs[0]) <= 60 and not ends_sentence(paragraphs[0]):
-        title = paragraphs[0]  # a plain text file whose first line is its title
+    first = paragraphs[0] if len(paragraphs) > 1 else ""
+    if title is None and 0 < len(first) <= 60 and not ends_sentence(first) and not looks_like_html(body):
+        title = first  # a plain text file whose first line is its title
     if title is not None and paragraphs and compact(paragraphs[0]) == compact(title):
         paragraphs = paragraphs[1:]  # the title repeated as the first line of the body
     if not paragraphs:
