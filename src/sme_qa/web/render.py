@@ -28,7 +28,13 @@ __all__ = [
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~])")
+_NEWLINES = re.compile(r"\s*\n\s*")
 EXCERPT_CHARS = 90  # context kept on each side of the cited sentence in a source card
+
+
+def _html(text: str) -> str:
+    """Corpus text for an HTML block: escaped, on one line (a blank line would end the block in Markdown)."""
+    return _NEWLINES.sub(" ", escape(text))
 
 
 def _md_text(text: str) -> str:
@@ -75,14 +81,14 @@ def excerpt_html(citation: Citation) -> str:
     if not (0 <= a < b <= len(text)) or text[a:b] != citation.quote:
         found = text.find(citation.quote) if citation.quote else -1
         if found < 0:
-            return f"<mark>{escape(citation.quote)}</mark>" if citation.quote else escape(_trim(text))
+            return f"<mark>{_html(citation.quote)}</mark>" if citation.quote else _html(_trim(text))
         a, b = found, found + len(citation.quote)
     left, right = max(0, a - EXCERPT_CHARS), min(len(text), b + EXCERPT_CHARS)
     return (
         ("…" if left > 0 else "")
-        + escape(text[left:a])
-        + f"<mark>{escape(text[a:b])}</mark>"
-        + escape(text[b:right])
+        + _html(text[left:a])
+        + f"<mark>{_html(text[a:b])}</mark>"
+        + _html(text[b:right])
         + ("…" if right < len(text) else "")
     )
 
@@ -92,7 +98,7 @@ def _trim(text: str, n: int = 2 * EXCERPT_CHARS) -> str:
 
 
 def _meta(hit: Hit) -> str:
-    bits = [escape(x) for x in (hit.date, hit.source) if x]
+    bits = [_html(x) for x in (hit.date, hit.source) if x]
     return " · ".join(bits)
 
 
@@ -105,7 +111,7 @@ def _card(c: Citation) -> str:
     return (
         f'<div class="sme-card" id="sme-src-{c.number}">'
         f'<div class="sme-card-head"><span class="sme-num">[{c.number}]</span> '
-        f'<span class="sme-title">{escape(hit.title)}</span></div>'
+        f'<span class="sme-title">{_html(hit.title)}</span></div>'
         f'<div class="sme-meta">{_meta(hit)}</div>'
         f'<div class="sme-excerpt">{excerpt_html(c)}</div>'
         f'<div class="sme-links"><a class="sme-view" href="{_link(c.link)}" target="_blank" rel="noopener">查看原文</a>'
@@ -116,9 +122,9 @@ def _card(c: Citation) -> str:
 def _near_miss(hit: Hit) -> str:
     meta = _meta(hit)
     return (
-        f'<li><a href="{_link(hit.link)}" target="_blank" rel="noopener">{escape(hit.title)}</a>'
+        f'<li><a href="{_link(hit.link)}" target="_blank" rel="noopener">{_html(hit.title)}</a>'
         + (f' <span class="sme-meta">{meta}</span>' if meta else "")
-        + f'<div class="sme-excerpt">{escape(_trim(hit.text, 120))}</div></li>'
+        + f'<div class="sme-excerpt">{_html(_trim(hit.text, 120))}</div></li>'
     )
 
 
@@ -135,7 +141,7 @@ def refusal_text(answer: Answer) -> str:
 def answer_messages(answer: Answer, *, final: bool = True) -> list[str]:
     """The assistant's messages: the answer (plain Markdown, so 「复制」 copies readable text) and,
     once final, the source cards; a refusal is one boxed message with its near misses."""
-    notice = f'\n\n<div class="sme-notice">{escape(answer.notice)}</div>' if answer.notice else ""
+    notice = f'\n\n<div class="sme-notice">{_html(answer.notice)}</div>' if answer.notice else ""
     if not answer.answered:
         message = _boxed("sme-refusal", "未找到可靠答案", _escape_answer(refusal_text(answer))) + notice
         if final and answer.near_misses:
