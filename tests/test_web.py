@@ -307,6 +307,17 @@ def test_app_py_indexes_then_serves(corpus_copy, index_copy, tmp_path):
     assert code in (0, 130), proc.stderr.read()
 
 
+def test_busy_port_is_one_clear_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--corpus", str(tmp_path)],
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith(f"sme-qa: cannot listen on 127.0.0.1:{port}")
+
+
 # ---------------------------------------------------------------- pure helpers
 
 

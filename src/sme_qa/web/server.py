@@ -13,6 +13,7 @@ import base64
 import ipaddress
 import logging
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -184,12 +185,16 @@ class _Server(uvicorn.Server):
             super().install_signal_handlers()
 
 
+WARM_QUESTION = "专精特新企业有多少家？"
+
+
 def _warm(searcher: Searcher) -> None:
-    """Load the query embedder now, so the first question is answered at full speed."""
+    """Answer one generic question now (loads the query embedder and the answer tables), so the
+    first real question is answered at full speed.  Runs while Gradio is being imported."""
     try:
         started = time.perf_counter()
-        searcher.retrieve("专精特新", 1)
-        log.info("query embedder warm in %.2f s", time.perf_counter() - started)
+        searcher.ask(WARM_QUESTION, llm=False)
+        log.info("warm in %.2f s", time.perf_counter() - started)
     except SmeQaError as exc:
         log.warning("warm-up failed: %s", exc)
 
@@ -204,21 +209,36 @@ def serve(corpus: Path | str | None = None, vectors: Path | str | None = None, h
     if not is_loopback(settings.host) and credentials is None:
         log.warning("serving on %s without authentication: anyone who can reach it can use it "
                     "(set --auth user:password or SME_QA_AUTH)", settings.host)
-    ensure_index(settings, progress=progress_bar())
-    searcher = Searcher(settings)
-    searcher.state  # noqa: B018 - load now, so a broken index fails here, not on the first question
-    app = create_app(searcher, settings.corpus, auth=credentials)
-    threading.Thread(target=_warm, args=(searcher,), name="sme-qa-warm", daemon=True).start()
+    sock = _listen(settings.host, settings.port)  # a busy port fails now, before any indexing
+    try:
+        ensure_index(settings, progress=progress_bar())
+        searcher = Searcher(settings)
+        searcher.state  # noqa: B018 - load now, so a broken index fails here, not on the first question
+        threading.Thread(target=_warm, args=(searcher,), name="sme-qa-warm", daemon=True).start()
+        app = create_app(searcher, settings.corpus, auth=credentials)
+        server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                                        timeout_graceful_shutdown=2), on_ready=_announce)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
-    def ready(url: str) -> None:
-        sys.stdout.write(f"sme-qa: 在浏览器中打开 {url}  (Ctrl+C 停止)\n")
-        sys.stdout.flush()
 
-    server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                                    timeout_graceful_shutdown=2), on_ready=ready)
-    server.run()
-    if not server.started:
-        raise SmeQaError(f"could not listen on {settings.host}:{settings.port} (is the port in use? try --port)")
+def _announce(url: str) -> None:
+    sys.stdout.write(f"sme-qa: 在浏览器中打开 {url}  (Ctrl+C 停止)\n")
+    sys.stdout.flush()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before starting uvicorn, so a busy port is one clear error line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise SmeQaError(f"cannot listen on {host}:{port}: {exc.strerror} (another server running? try --port)") from exc
+    return sock
 
 
 class BackgroundServer:
