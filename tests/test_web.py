@@ -173,6 +173,19 @@ def test_path_traversal_never_reads_a_file(site, path):
     assert "root:" not in body and "[project]" not in body and "headimg" not in body
 
 
+@pytest.mark.parametrize("path", [
+    "/gradio_api/file=/etc/passwd",
+    f"/gradio_api/file={ROOT}/pyproject.toml",
+    "/gradio_api/file=corpus/000_c01459aaca3a05d0.txt",
+    "/static/../../pyproject.toml",
+    "/assets/../../../pyproject.toml",
+])
+def test_gradio_routes_serve_no_files_either(site, path):
+    status, body = raw_get(site[0], path)
+    assert status in (403, 404)
+    assert "root:" not in body and "[project]" not in body and "headimg" not in body
+
+
 def test_script_bearing_article_is_escaped(site):
     html = httpx.get(site[0] + f"articles/{EVIL_ID}").text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
