@@ -112,7 +112,7 @@ def _read_bin(path: Path) -> _Weights:
     hidden, layers, heads, ffn, vocab, positions, types = struct.unpack_from("<7i", buf, 8)
     eps, qk = struct.unpack_from("<fi", buf, 36)
     if qk != 32 or hidden % heads:
-        raise ModelError(f"{path}: unexpected block size {qk}")
+        raise ModelError(f"{path}: unexpected layout (block size {qk}, hidden {hidden}, heads {heads})")
     o = 44
     n, bos, eos, pad, unk = struct.unpack_from("<5i", buf, o)
     (bloblen,) = struct.unpack_from("<Q", buf, o + 20)
@@ -145,8 +145,8 @@ def _read_bin(path: Path) -> _Weights:
         dtype = buf[o]
         count, off, _nbytes = struct.unpack_from("<IQQ", buf, o + 1)
         o += 21
-        shape = shapes.get(name) or _layer_shape(name, hidden, ffn, count)
-        tensors[name] = (_dequantize(buf, off, count) if dtype == 1 else np.frombuffer(buf, "<f4", count, off)).reshape(shape)
+        flat = _dequantize(buf, off, count) if dtype == 1 else np.frombuffer(buf, "<f4", count, off)
+        tensors[name] = flat.reshape(shapes.get(name) or _layer_shape(name, hidden, ffn, count))
     config = dict(hidden=hidden, layers=layers, heads=heads, ffn=ffn, vocab=vocab, positions=positions,
                   types=types, eps=float(eps))
     return _Weights(config, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk), norm_map, tensors)
@@ -296,7 +296,7 @@ def _hf_tensors(w: _Weights) -> dict[str, np.ndarray]:
 
 def _write_tokenizer(w: _Weights, out: Path) -> None:
     """A Unigram tokenizer that segments exactly like the C engine (``tok_content``)."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 
     sp = w.specials
     names = {role: w.pieces[i] for role, i in sp.items()}
@@ -309,11 +309,10 @@ def _write_tokenizer(w: _Weights, out: Path) -> None:
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=False),
         pre_tokenizers.Split(Regex(f"[^{_char_class(known)}]"), "isolated")])
+    bos, eos = names["bos"], names["eos"]
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{names['bos']} $A {names['eos']}", pair=f"{names['bos']} $A {names['eos']} {names['eos']} $B {names['eos']}",
-        special_tokens=[(names["bos"], sp["bos"]), (names["eos"], sp["eos"])])
-    from tokenizers import decoders
-
+        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
+        special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])])
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=False)
     mask = w.pieces[-1] if w.pieces[-1] == "<mask>" else None
     specials = [names["bos"], names["pad"], names["eos"], names["unk"]] + ([mask] if mask else [])
@@ -335,7 +334,8 @@ def _normalizer(norm_map: dict[int, str]) -> Any:
     The engine maps each code point through a table that is NFKC except for control
     characters (removed), a few spaces and marks (→ " ") and code points NFKC folds
     but the table keeps (e.g. ``～``).  Exceptions are swapped to private-use
-    placeholders before NFKC and swapped for the table's output after it.
+    placeholders before NFKC and swapped for the table's output after it.  (Unlike
+    the table, NFKC composes sequences such as ``e`` + U+0301; rare in news text.)
     """
     from tokenizers import Regex, normalizers
 
