@@ -55,7 +55,7 @@ class Searcher:
         self.settings = settings or Settings.load()
         self._embedder = embedder
         self._state: _State | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._query_cache: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------ loading
@@ -105,14 +105,14 @@ class Searcher:
 
     @property
     def embedder(self):
+        manifest = self.state.generation.manifest
         if self._embedder is None:
             with self._lock:
                 if self._embedder is None:
                     from .embedding import load_embedder
 
-                    model = self.state.generation.manifest["config"]["model"]
+                    model = manifest["config"]["model"]
                     self._embedder = load_embedder(model, purpose="query", cache_dir=self.settings.cache_dir)
-        manifest = self.state.generation.manifest
         if self._embedder.fingerprint != manifest["fingerprint"]:
             raise IndexMismatchError(
                 f"the index in {self.settings.vectors}/ was built with {manifest['fingerprint']}, "
