@@ -93,12 +93,15 @@ def main() -> None:
         runs = [one_start(args.corpus, vectors) for _ in range(args.runs)]
     ready = statistics.median(r[0] for r in runs)
     first = statistics.median(r[1] for r in runs)
-    print(f"cold start of python app.py, median of {args.runs} runs ({len(os.sched_getaffinity(0))} CPUs)")
+    load = os.getloadavg()[0]
+    print(f"cold start of python app.py, median of {args.runs} runs "
+          f"({len(os.sched_getaffinity(0))} CPUs, load average {load:.1f}: other work on the machine slows every row)")
     print(f"{'stage':<28}{'seconds':>9}")
     print(f"{'import gradio':<28}{imports['gradio']:>9.2f}")
     print(f"{'import sme_qa.web.server':<28}{imports['sme_qa.web.server']:>9.2f}")
     print(f"{'server ready (URL printed)':<28}{ready:>9.2f}")
     print(f"{'first answer via client':<28}{first:>9.2f}")
+    print(f"{'  of which not Gradio import':<28}{first - imports['gradio']:>9.2f}")
     print(f"first answer: {runs[-1][2][:60]}…")
 
 

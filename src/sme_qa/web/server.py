@@ -12,6 +12,7 @@ import asyncio
 import base64
 import ipaddress
 import logging
+import os
 import secrets
 import socket
 import sys
@@ -204,6 +205,9 @@ def serve(corpus: Path | str | None = None, vectors: Path | str | None = None, h
     """Index if needed, then serve the chat and article pages until interrupted."""
     from ..cli import progress_bar
 
+    # OpenMP threads that busy-wait make a short query embedding take seconds instead of
+    # milliseconds on a loaded machine (bench/bench_startup.py); must be set before the engine loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     settings = Settings.load(corpus=corpus, vectors=vectors, host=host, port=port, auth=auth)
     credentials = parse_auth(settings.auth)
     if not is_loopback(settings.host) and credentials is None:
