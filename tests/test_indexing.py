@@ -66,9 +66,9 @@ def _edit_paragraph(corpus: Path) -> str:
     return "45％"
 
 
-def test_editing_one_paragraph_reembeds_exactly_that_chunk(corpus_copy, tmp_path):
-    vectors = tmp_path / "vectors"
-    build_index(corpus_copy, vectors)
+def test_editing_one_paragraph_reembeds_exactly_that_chunk(corpus_copy, index_copy):
+    vectors = index_copy
+    assert not build_index(corpus_copy, vectors).written  # the copies match: nothing to do
     before = load_generation(vectors)
     _edit_paragraph(corpus_copy)
     summary = build_index(corpus_copy, vectors)
@@ -88,9 +88,8 @@ def test_editing_one_paragraph_reembeds_exactly_that_chunk(corpus_copy, tmp_path
     assert read_manifest(vectors)["generation"] == after.manifest["generation"]
 
 
-def test_delete_and_add_articles(corpus_copy, tmp_path):
-    vectors = tmp_path / "vectors"
-    build_index(corpus_copy, vectors)
+def test_delete_and_add_articles(corpus_copy, index_copy):
+    vectors = index_copy
     (corpus_copy / "004_e959ace25a1ffca8.txt").unlink()
     (corpus_copy / "sub").mkdir()
     (corpus_copy / "sub" / "new.md").write_text(
