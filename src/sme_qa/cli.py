@@ -246,7 +246,10 @@ def cmd_serve(args) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from .web.server import serve
 
-    serve(corpus=args.corpus, vectors=args.vectors, host=args.host, port=args.port, auth=args.auth)
+    try:
+        serve(corpus=args.corpus, vectors=args.vectors, host=args.host, port=args.port, auth=args.auth)
+    except KeyboardInterrupt:  # Ctrl+C is how a server is stopped: not an error
+        print("sme-qa: stopped", file=sys.stderr)
     return 0
 
 
