@@ -37,19 +37,22 @@ STOP_WORDS = frozenset(
 class Tokenizer:
     """Turns text into BM25 terms.  Query tokenisation never changes the vocabulary."""
 
-    def __init__(self, vocabulary: Iterable[str] = (), *, bigrams: bool = True) -> None:
+    def __init__(self, vocabulary: Iterable[str] = (), *, bigrams: bool = True, t2s: bool = True) -> None:
         import jieba
 
         jieba.setLogLevel(logging.WARNING)  # its own console handler chats at DEBUG
         self.vocabulary = sorted(set(vocabulary))
         self.bigrams = bigrams
+        self.t2s = t2s
         self._jieba = jieba.Tokenizer()
         self._jieba.initialize()
         for word in self.vocabulary:
             self._jieba.add_word(word, freq=max(self._jieba.suggest_freq(word), 10))
 
     def tokens(self, text: str) -> list[str]:
-        text = to_simplified(normalize(text))
+        text = normalize(text)
+        if self.t2s:
+            text = to_simplified(text)
         out = [
             w
             for w in self._jieba.cut_for_search(text)
