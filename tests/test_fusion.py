@@ -2,7 +2,7 @@
 
 import pytest
 
-from sme_qa.fusion import rrf
+from sme_qa.fusion import convex, minmax, rrf
 
 
 def test_rrf_scores_are_the_sum_of_reciprocal_ranks():
@@ -36,3 +36,18 @@ def test_repeated_key_in_one_leg_counts_once_and_empty_input():
     assert [(f.key, f.score) for f in fused] == [("a", 1.0), ("b", 1 / 3)]
     assert rrf({}) == []
     assert rrf({"dense": []}) == []
+
+
+def test_minmax_and_convex_by_hand():
+    assert minmax({"a": 2.0, "b": 4.0, "c": 3.0}) == {"a": 0.0, "b": 1.0, "c": 0.5}
+    assert minmax({"a": 7.0}) == {"a": 1.0}
+    assert minmax({}) == {}
+    fused = convex(
+        {"dense": {"a": 1.0, "b": 0.5}, "lexical": {"b": 1.0, "c": 0.25}},
+        {"dense": 0.4, "lexical": 0.6},
+    )
+    # a: .4 ; b: .2 + .6 = .8 ; c: .15
+    assert [f.key for f in fused] == ["b", "a", "c"]
+    assert [f.score for f in fused] == pytest.approx([0.8, 0.4, 0.15])
+    assert fused[0].ranks == {"dense": 2, "lexical": 1}
+    assert fused[2].ranks == {"lexical": 2}

@@ -42,3 +42,33 @@ def rrf(
             ranks.setdefault(key, {})[leg] = rank
     order = sorted(scores, key=lambda key: (-scores[key], min(ranks[key].values())))
     return [Fused(key, scores[key], ranks[key]) for key in order]
+
+
+def minmax(scores: Mapping[Hashable, float]) -> dict[Hashable, float]:
+    """Scale to [0, 1] over the list (all equal → all 1)."""
+    if not scores:
+        return {}
+    lo, hi = min(scores.values()), max(scores.values())
+    span = hi - lo
+    return {key: (s - lo) / span if span > 0 else 1.0 for key, s in scores.items()}
+
+
+def convex(
+    scored: Mapping[str, Mapping[Hashable, float]],
+    weights: Mapping[str, float],
+    order: Sequence[Hashable] | None = None,
+) -> list[Fused]:
+    """Weighted sum of per-leg scores already on a common [0, 1] scale (a missing key scores 0).
+
+    ``Fused.ranks`` holds each leg's rank by its own score.  Ties keep ``order`` (or leg order).
+    """
+    ranks: dict[Hashable, dict[str, int]] = {}
+    total: dict[Hashable, float] = {}
+    for leg, scores in scored.items():
+        w = weights.get(leg, 1.0)
+        for rank, key in enumerate(sorted(scores, key=lambda k: -scores[k]), start=1):
+            ranks.setdefault(key, {})[leg] = rank
+            total[key] = total.get(key, 0.0) + w * scores[key]
+    position = {key: i for i, key in enumerate(order or ranks)}
+    keys = sorted(total, key=lambda key: (-total[key], position.get(key, len(position))))
+    return [Fused(key, total[key], ranks[key]) for key in keys]

@@ -229,7 +229,7 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
     reuse = [old_rows.get(h) for h in input_hashes]
     todo = [i for i, r in enumerate(reuse) if r is None]
     if embedder is None:
-        embedder = _embedder(settings, len(todo))
+        embedder = _embedder(settings, len({input_hashes[i] for i in todo}))
     if old is not None and old.manifest.get("fingerprint") != embedder.fingerprint:
         log.info("the embedding weights changed; re-embedding everything")
         old, reuse, todo = None, [None] * len(chunks), list(range(len(chunks)))
@@ -240,12 +240,18 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
         keep = [i for i, r in enumerate(reuse) if r is not None]
         vectors[keep] = previous[[reuse[i] for i in keep]]
     if todo:
-        log.info("embedding %d chunks with %s (%d reused)", len(todo), embedder.backend, len(chunks) - len(todo))
+        # identical inputs (a paragraph reposted under the same title) are embedded once
+        first: dict[str, int] = {}
+        for i in todo:
+            first.setdefault(input_hashes[i], i)
+        unique = list(first.values())
+        log.info("embedding %d chunks with %s (%d reused)", len(unique), embedder.backend, len(chunks) - len(todo))
         done = embedder.embed_passages(
-            [inputs[i] for i in todo],
+            [inputs[i] for i in unique],
             progress=(lambda d, t: progress("embedding", d, t)) if progress else None,
         )
-        vectors[todo] = done
+        row_of = {input_hashes[i]: j for j, i in enumerate(unique)}
+        vectors[todo] = done[[row_of[input_hashes[i]] for i in todo]]
 
     # -- lexical: counts reused for unchanged inputs unless a new vocabulary word occurs in them
     vocab_old = set(old.lexical["vocabulary"]) if old is not None else set()
