@@ -53,15 +53,13 @@ def rrf(legs, w_dense=1.0, w_lex=1.0, k=60):
     return [doc[c] for c in sorted(scores, key=lambda c: -scores[c])]
 
 
-def convex(legs, alpha=0.5):
-    """alpha·cosine + (1-alpha)·BM25/max(BM25) over the union (missing = the leg's minimum)."""
-    dense = {c: s for c, _, s in legs["dense"]}
-    lex = {c: s for c, _, s in legs["lexical"]}
+def convex(legs, alpha=0.4):
+    """alpha·minmax(cosine) + (1-alpha)·minmax(BM25) over the union: the library's fusion."""
+    from sme_qa.fusion import convex as fuse, minmax
+
     doc = {c: d for leg in legs.values() for c, d, _ in leg}
-    top_lex = max(lex.values(), default=1.0) or 1.0
-    d_min = min(dense.values(), default=0.0)
-    scores = {c: alpha * dense.get(c, d_min) + (1 - alpha) * lex.get(c, 0.0) / top_lex for c in doc}
-    return [doc[c] for c in sorted(scores, key=lambda c: -scores[c])]
+    scored = {leg: minmax({c: s for c, _, s in hits}) for leg, hits in legs.items()}
+    return [doc[f.key] for f in fuse(scored, {"dense": alpha, "lexical": 1 - alpha})]
 
 
 def single(legs, leg):
@@ -86,9 +84,9 @@ VARIANTS = {
     "rrf k=60 1:2": lambda l: rrf(l, 1, 2),
     "rrf k=10 1:2": lambda l: rrf(l, 1, 2, 10),
     "rrf k=60 1:1.5": lambda l: rrf(l, 1, 1.5),
-    "convex a=.3": lambda l: convex(l, 0.3),
-    "convex a=.5": lambda l: convex(l, 0.5),
-    "convex a=.7": lambda l: convex(l, 0.7),
+    "convex 0.3 dense + 0.7 lexical": lambda l: convex(l, 0.3),
+    "convex 0.4 + 0.6 (default)": lambda l: convex(l, 0.4),
+    "convex 0.5 + 0.5": lambda l: convex(l, 0.5),
 }
 
 
