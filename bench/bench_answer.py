@@ -27,15 +27,20 @@ EVAL = ROOT.parent / "shared" / "eval"
 WARMUP = ["专精特新企业有什么特点？", "What is a little giant enterprise?", "联想集团做了什么？"]
 
 
-def run(searcher, questions: list[str]) -> dict[str, object]:
-    first, repeat, retrieve, compose, answered = [], [], [], [], 0
-    for q in questions:
+def run(searcher, rows: list[dict]) -> dict[str, object]:
+    """Ask each row's question; ``hold``: answered with a quote holding one of its answers."""
+    from sme_qa.text import compact
+
+    first, repeat, retrieve, compose, answered, hold = [], [], [], [], 0, 0
+    for row in rows:
+        q = row["question"]
         t = time.perf_counter()
         a = searcher.ask(q, llm=False)
         first.append((time.perf_counter() - t) * 1000)
         retrieve.append(a.timings["retrieve_ms"])
         compose.append(a.timings["total_ms"] - a.timings["retrieve_ms"])
         answered += a.answered
+        hold += a.answered and any(compact(x) in compact(c.quote) for x in row.get("answers", ()) for c in a.citations)
         t = time.perf_counter()
         searcher.ask(q, llm=False)
         repeat.append((time.perf_counter() - t) * 1000)
@@ -43,15 +48,17 @@ def run(searcher, questions: list[str]) -> dict[str, object]:
     def pct(xs: list[float]) -> str:
         return f"{np.percentile(xs, 50):6.1f} / {np.percentile(xs, 95):6.1f}"
 
-    return {"n": len(questions), "answered": answered / max(len(questions), 1),
-            "first": pct(first), "repeat": pct(repeat), "retrieve": pct(retrieve), "compose": pct(compose)}
+    n = max(len(rows), 1)
+    return {"n": len(rows), "answered": answered / n, "hold": hold / n, "first": pct(first), "repeat": pct(repeat), "retrieve": pct(retrieve), "compose": pct(compose)}
 
 
 def table(rows: list[tuple[str, dict]]) -> None:
-    head = f"{'set':<34}{'n':>6}{'answered':>10}   {'first ask':>15}   {'repeat ask':>15}   {'retrieve':>15}   {'compose':>15}"
-    print(head + "\n" + " " * 53 + "  ms p50 / p95" * 4)
+    head = f"{'set':<31}{'n':>5}{'answered':>9}{'quoted':>8}   {'first ask':>15}   {'repeat ask':>15}   {'retrieve':>15}   {'compose':>15}"
+    print(head + "\n" + " " * 56 + "  ms p50 / p95" * 4)
     for name, r in rows:
-        print(f"{name:<34}{r['n']:>6}{r['answered']:>10.1%}   {r['first']:>15}   {r['repeat']:>15}   {r['retrieve']:>15}   {r['compose']:>15}")
+        print(f"{name:<31}{r['n']:>5}{r['answered']:>9.1%}{r['hold']:>8.1%}   {r['first']:>15}   {r['repeat']:>15}   "
+              f"{r['retrieve']:>15}   {r['compose']:>15}")
+    print("answered: share not declined; quoted: share answered with a cited sentence holding an answer string")
 
 
 def main() -> None:
@@ -65,8 +72,8 @@ def main() -> None:
     from sme_qa.indexing import build_index
     from sme_qa.search import load
 
-    seed = [json.loads(line)["question"] for line in (EVAL / "seed_qa.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    cmrc = [json.loads(line)["question"] for line in (EVAL / "cmrc2018_dev" / "questions.jsonl").open(encoding="utf-8")]
+    seed = [json.loads(line) for line in (EVAL / "seed_qa.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    cmrc = [json.loads(line) for line in (EVAL / "cmrc2018_dev" / "questions.jsonl").open(encoding="utf-8")]
     cmrc = cmrc[: args.cmrc] if args.cmrc else cmrc
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +84,8 @@ def main() -> None:
         for q in WARMUP:
             searcher.ask(q, llm=False)
         rows.append(("seed questions, sample index", run(searcher, seed)))
-        rows.append(("cmrc questions, sample index", run(searcher, cmrc)))
+        off_corpus = [{"question": r["question"]} for r in cmrc]  # no answer can be right here
+        rows.append(("cmrc questions, sample index", run(searcher, off_corpus)))
         cmrc_vectors = args.cmrc_index
         if args.build_cmrc_index:
             cmrc_vectors = str(Path(tmp) / "cmrc")

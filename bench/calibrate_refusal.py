@@ -111,7 +111,7 @@ def table(name: str, b, min_en: float, seed_rows, seed, cmrc_rows, en_rows) -> N
     wrong = [seed[i]["qid"] for i in pos if not ok_seed[i]]
     print(f"\n{name}: P(answerable) = σ({b[0]:.2f} + {b[1]:.2f}·dense + {b[2]:.2f}·coverage); English: dense ≥ {min_en:.3f}")
     print(f"  {'set':<44}{'n':>6}{'declined':>10}")
-    print(f"  {'off-corpus: cmrc2018_dev vs sample corpus':<44}{len(cmrc_rows):>6}{1 - answered(cmrc_rows, b, min_en).mean():>10.1%}")
+    print(f"  {'off-corpus: cmrc2018_dev vs sample corpus':<44}{len(cmrc_rows):>6}{1 - answered(cmrc_rows, b, min_en).mean():>10.2%}")
     print(f"  {'off-corpus: hand-written English':<44}{len(en_rows):>6}{1 - answered(en_rows, b, min_en).mean():>10.1%}")
     print(f"  {'seed unanswerable':<44}{len(unans):>6}{1 - ok_seed[unans].mean():>10.1%}")
     print(f"  {'seed answerable (wrongly declined)':<44}{len(pos):>6}{1 - ok_seed[pos].mean():>10.1%}  {' '.join(wrong)}")
