@@ -9,7 +9,6 @@ import json
 import re
 import struct
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +80,10 @@ def test_no_partial_or_temporary_directory_is_left(built: list[Path], cache: Pat
     assert [p.name for p in (cache / "models").iterdir()] == [TARGET]
 
 
-def test_second_call_is_instant(built: list[Path], cache: Path) -> None:
-    started = time.perf_counter()
+def test_second_call_reuses_the_directory(built: list[Path], cache: Path) -> None:
+    stamps = {f: f.stat().st_mtime_ns for f in built[0].rglob("*")}
     assert bundled.materialize(cache) == built[0]
-    assert time.perf_counter() - started < 1.0
+    assert {f: f.stat().st_mtime_ns for f in built[0].rglob("*")} == stamps  # nothing rewritten
 
 
 def test_safetensors_hold_every_bert_weight(built: list[Path]) -> None:
@@ -143,10 +142,8 @@ def test_engine_truncates_a_long_query_to_512_tokens(engine: bundled.EngineEmbed
     cut = engine.truncate(text, query=True)
     assert text.startswith(cut)
     assert engine.token_count(cut, query=True) <= 512 < engine.token_count(text[: len(cut) + 1], query=True)
-    started = time.perf_counter()
-    vector = engine.embed_queries([text])
-    assert time.perf_counter() - started < 5  # one 512-token window, not twenty
-    np.testing.assert_allclose(vector, engine.embed_queries([cut]), atol=1e-6)
+    # the vector is the cut text's: one 512-token window, not an average of twenty
+    np.testing.assert_allclose(engine.embed_queries([text]), engine.embed_queries([cut]), atol=1e-6)
 
 
 def test_engine_survives_nul_and_lone_surrogates(engine: bundled.EngineEmbedder) -> None:
