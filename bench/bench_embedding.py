@@ -13,8 +13,10 @@ own fresh interpreter, so load times include imports and peak RSS is that path's
 * ``st bf16 weights``: the model cast to bf16 outright (for comparison only);
 * ``engine (query)``: ``load_embedder(purpose="query")``, the query path.
 
-passages/s is the best of ``--repeat`` runs (other processes share the CPU); query p50
-is the median of single-question calls; cosine is the row-wise minimum against st fp32.
+passages/s is the best of ``--repeat`` runs (other processes share the CPU); per CPU-s
+divides by the process's CPU time instead (less sensitive to a busy machine, but counts
+OpenMP spin-waiting); query p50 is the median of single-question calls; cosine is the
+row-wise minimum against st fp32.
 """
 
 from __future__ import annotations
@@ -95,11 +97,12 @@ def worker(path: str, data: Path, repeat: int) -> None:
         query = lambda text: embedder.embed_queries([text])  # noqa: E731
     load = time.perf_counter() - started
     embed(passages[:4])  # warm-up
-    rates, vectors = [], None
+    rates, per_cpu, vectors = [], [], None
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         vectors = np.asarray(embed(passages), dtype=np.float32)
         rates.append(len(passages) / (time.perf_counter() - t))
+        per_cpu.append(len(passages) / (time.process_time() - c))
     latencies = []
     for text in questions:
         t = time.perf_counter()
@@ -107,7 +110,8 @@ def worker(path: str, data: Path, repeat: int) -> None:
         latencies.append(time.perf_counter() - t)
     np.save(data.with_suffix(f".{PATHS.index(path)}.npy"), vectors)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"load": load, "rate": max(rates), "p50": statistics.median(latencies) * 1000,
+    print(json.dumps({"load": load, "rate": max(rates), "cpu": max(per_cpu),
+                      "p50": statistics.median(latencies) * 1000,
                       "rss": peak_mb}))
 
 
@@ -149,10 +153,13 @@ def main() -> None:
             rows[path] = json.loads(out.stdout.strip().splitlines()[-1])
             vectors[path] = np.load(data.with_suffix(f".{PATHS.index(path)}.npy"))
     reference = vectors.get("st fp32")
-    print(f"{'path':<18}{'load s':>8}{'passages/s':>12}{'query p50 ms':>14}{'peak RSS MB':>13}{'cos vs fp32':>13}")
+    print(f"{'path':<18}{'load s':>8}{'passages/s':>12}{'per CPU-s':>11}{'query p50 ms':>14}"
+          f"{'peak RSS MB':>13}{'cos vs fp32':>13}")
     for path, r in rows.items():
         cosine = f"{np.sum(vectors[path] * reference, axis=1).min():.5f}" if reference is not None else "-"
-        print(f"{path:<18}{r['load']:>8.1f}{r['rate']:>12.1f}{r['p50']:>14.1f}{r['rss']:>13.0f}{cosine:>13}")
+        print(f"{path:<18}{r['load']:>8.1f}{r['rate']:>12.1f}{r['cpu']:>11.1f}{r['p50']:>14.1f}"
+              f"{r['rss']:>13.0f}{cosine:>13}")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,7 +68,7 @@ class Prompts:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model on the CPU, fp32 or under bf16 autocast."""
 
-    st: Any  # sentence_transformers.SentenceTransformer
+    st: Any = field(repr=False)  # a sentence_transformers.SentenceTransformer
     model: str
     fingerprint: str
     prompts: Prompts
@@ -129,7 +129,7 @@ def load_embedder(model: str | None = None, *, purpose: str = "index", cache_dir
             path = bundled.materialize(cache_dir)
             st = _load_st(str(path), local_files_only=True)
             embedder = SentenceTransformerEmbedder(st, given, bundled.weights_fingerprint(), chosen,
-                                                   _use_bf16(st, purpose), _dimension(st))
+                                                   _use_bf16(st), _dimension(st))
     else:
         path, fingerprint, local = _resolve(given)
         st = _load_st(path, local_files_only=local)
@@ -137,7 +137,7 @@ def load_embedder(model: str | None = None, *, purpose: str = "index", cache_dir
             fingerprint = _hub_fingerprint(given)
         _cap_length(st)
         chosen = _override(_own_prompts(st) or _family_prompts(given), prompts)
-        embedder = SentenceTransformerEmbedder(st, given, fingerprint, chosen, _use_bf16(st, purpose), _dimension(st))
+        embedder = SentenceTransformerEmbedder(st, given, fingerprint, chosen, _use_bf16(st), _dimension(st))
     log.info("loaded %s (%s, %d-d) in %.1f s", given, embedder.backend, embedder.dimension,
              time.perf_counter() - started)
     return embedder
@@ -268,16 +268,16 @@ def _override(prompts: Prompts, given: dict[str, str | None] | None) -> Prompts:
 # ----------------------------------------------------------------------- dtype
 
 
-def _use_bf16(st: Any, purpose: str) -> bool:
-    """bf16 autocast when asked (SME_QA_DTYPE), or for indexing when the CPU has bf16
-    instructions and it stays accurate.  Not by default for queries: one short text in
-    bf16 is slower than in fp32 (weights are cast on every call)."""
+def _use_bf16(st: Any) -> bool:
+    """bf16 autocast when asked (SME_QA_DTYPE), or when the CPU has bf16 instructions and
+    it stays accurate.  Autocast, not bf16 weights: as fast for batches, more accurate,
+    and not ~50x slower for a single query (bench/bench_embedding.py)."""
     choice = os.environ.get("SME_QA_DTYPE", "").strip().lower()
     if choice not in ("", "fp32", "bf16"):
         raise ModelError(f"SME_QA_DTYPE must be fp32 or bf16, not {choice!r}")
     if choice:
         return choice == "bf16"
-    if purpose != "index" or not cpu_has_bf16():
+    if not cpu_has_bf16():
         return False
     import torch
 
