@@ -66,7 +66,7 @@ def synthetic_index(size: int, directory: Path, index_type: str) -> float:
     docs = [{"id": f"d{i}", "title": f"doc {i}", "paragraphs": [], "date": None, "source": None} for i in range(size // 10 + 1)]
     chunks = [
         {"id": f"d{i // 10}:p{i % 10 + 1}", "doc_id": f"d{i // 10}", "text": texts[i % base], "paragraphs": [i % 10 + 1] * 2,
-         "start": 0, "end": 0, "hash": str(i), "input_hash": str(i), "title": ""}
+         "start": 0, "end": 0, "hash": str(i), "input_hash": str(i), "lexical_hash": str(i), "title": ""}
         for i in range(size)
     ]
     manifest = {"config": {"model": "intfloat/multilingual-e5-small"}, "fingerprint": _fingerprint(), "counts": {}}

@@ -24,7 +24,7 @@ EVAL = ROOT.parent / "shared" / "eval"
 
 def load_set(name: str):
     from sme_qa.evaluate import _resolve, is_hit, read_questions
-    from sme_qa.indexing import build_index, embed_input
+    from sme_qa.indexing import build_index, lexical_input
     from sme_qa.store import load_generation
 
     qpath = EVAL / name / "questions.jsonl" if name != "seed_qa" else EVAL / "seed_qa.jsonl"
@@ -33,7 +33,7 @@ def load_set(name: str):
         vectors = vectors.parent / "seed_qa-sample"
     build_index(corpus, vectors)
     gen = load_generation(vectors)
-    docs = [(c["doc_id"], c["text"], embed_input(c["title"], c["text"])) for c in gen.chunks]
+    docs = [(c["doc_id"], c["text"], lexical_input(c["title"], c["text"])) for c in gen.chunks]
     questions = [q for q in read_questions(qpath) if q.get("gold_pids") or q.get("docs")]
     return docs, questions, is_hit
 

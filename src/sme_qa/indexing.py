@@ -46,8 +46,9 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 # Below this many new chunks, torch's start-up costs more than the C engine's slower speed.
 SMALL_BATCH = 100
-# Prepending the title measurably helps: see README "What gets embedded".
-TITLE_CONTEXT = True
+# The dense leg embeds the chunk text alone: prepending the title measurably did not help
+# (bench/tune_title.py, README "What gets embedded").  BM25 indexes title + text.
+TITLE_CONTEXT = False
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,13 @@ class IndexSummary:
 
 
 def embed_input(title: str, text: str, title_context: bool = TITLE_CONTEXT) -> str:
-    """The exact string embedded (and BM25-tokenised) for a chunk."""
+    """The exact string embedded for a chunk."""
     return f"{title}\n{text}" if title_context and title else text
+
+
+def lexical_input(title: str, text: str) -> str:
+    """The exact string BM25 indexes for a chunk: the title's words count for every chunk."""
+    return f"{title}\n{text}" if title else text
 
 
 def _sha1(text: str) -> str:
@@ -213,13 +219,16 @@ def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dic
 def _write(settings, config, chunking, index_type, old, articles, sources, skipped, progress, embedder, started):
     chunks: list[Chunk] = []
     inputs: list[str] = []
+    lex_inputs: list[str] = []
     titles: dict[str, str] = {}
     for article in articles:
         titles[article.id] = article.title
         for chunk in chunk_article(article, chunking):
             chunks.append(chunk)
             inputs.append(embed_input(article.title, chunk.text))
+            lex_inputs.append(lexical_input(article.title, chunk.text))
     input_hashes = [_sha1(t) for t in inputs]
+    lexical_hashes = [_sha1(t) for t in lex_inputs]
 
     # -- vectors: reuse by exact input hash, embed the rest
     old_rows: dict[str, int] = {}
@@ -259,23 +268,28 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
     added_words = vocabulary - vocab_old
     table = TermTable(old.lexical["terms"] if old is not None else ())
     tokenizer = Tokenizer(vocabulary)
-    lex_reuse = list(reuse)
+    old_lex_rows: dict[str, int] = {}
+    if old is not None:
+        for row, c in enumerate(old.chunks):
+            old_lex_rows.setdefault(c["lexical_hash"], row)
+    lex_reuse = [old_lex_rows.get(h) for h in lexical_hashes]
     if added_words and old is not None:
         from .text import normalize, to_simplified
 
         for i, r in enumerate(lex_reuse):
-            if r is not None and any(w in to_simplified(normalize(inputs[i])) for w in added_words):
+            if r is not None and any(w in to_simplified(normalize(lex_inputs[i])) for w in added_words):
                 lex_reuse[i] = None
     fresh = [i for i, r in enumerate(lex_reuse) if r is None]
     if progress:
         progress("tokenising", 0, len(fresh))
-    tf_new = count_matrix([tokenizer.tokens(inputs[i]) for i in fresh], table)
+    tf_new = count_matrix([tokenizer.tokens(lex_inputs[i]) for i in fresh], table)
     tf = _assemble_tf(old.tf if old is not None else None, lex_reuse, fresh, tf_new, len(table.terms))
 
     index = build_faiss(vectors, index_type)
 
     chunk_rows = [
-        {**c.to_dict(), "input_hash": h, "title": titles[c.doc_id]} for c, h in zip(chunks, input_hashes)
+        {**c.to_dict(), "input_hash": h, "lexical_hash": lh, "title": titles[c.doc_id]}
+        for c, h, lh in zip(chunks, input_hashes, lexical_hashes)
     ]
     doc_rows = [{**a.to_dict(), "hash": article_hash(a)} for a in articles]
     old_doc_hash = {d["id"]: d.get("hash") for d in old.documents} if old is not None else {}
