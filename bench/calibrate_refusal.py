@@ -4,7 +4,8 @@ Answerable: the answerable seed questions (../shared/eval/seed_qa.jsonl) asked o
 sample corpus.  Off-corpus: the 3,219 CMRC 2018 dev questions asked of the same five
 articles, which cannot answer them; the seed ``unanswerable`` question; and a short list
 of hand-written English questions the corpus does not answer (English questions carry no
-lexical evidence, so they have their own dense floor).
+lexical evidence, so they are decided on the cosine between the question and the best
+of the embedded sentences).
 
 For each question the features are what ``answer.decide`` reads: the top dense cosine,
 the best sentence's idf-weighted coverage of the question's content words, and whether
@@ -69,13 +70,13 @@ What is the tallest building in Shenzhen?""".splitlines()
 
 
 def features(searcher, questions: list[str], mode: str = "hybrid") -> np.ndarray:
-    """Rows of (dense, coverage, vetoed, english) as ``answer.decide`` sees them."""
+    """Rows of (dense, coverage, vetoed, english, sentence cosine) as ``answer.decide`` sees them."""
     rows = []
     for q in questions:
         ev = A.evidence(searcher, q, mode=mode)
         d = ev.decision
-        rows.append((d.dense or 0.0, d.coverage, float(bool(d.missing)), float(ev.question.english)))
-    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+        rows.append((d.dense or 0.0, d.coverage, float(bool(d.missing)), float(ev.question.english), d.cross or 0.0))
+    return np.array(rows, dtype=np.float64).reshape(-1, 5)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> np.ndarray:
@@ -97,10 +98,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> np.ndarray:
     return np.concatenate([[beta[0] - (slopes * mu).sum()], slopes])
 
 
-def answered(rows: np.ndarray, b: tuple[float, float, float], min_dense_en: float) -> np.ndarray:
-    dense, cov, vetoed, english = rows.T
+def answered(rows: np.ndarray, b: tuple[float, float, float], min_sentence_en: float) -> np.ndarray:
+    dense, cov, vetoed, english, cross = rows.T
     zh = b[0] + b[1] * dense + b[2] * cov > 0
-    en = dense >= min_dense_en
+    en = cross >= min_sentence_en
     return np.where(english == 1, en, zh) & (vetoed == 0)
 
 
@@ -109,7 +110,7 @@ def table(name: str, b, min_en: float, seed_rows, seed, cmrc_rows, en_rows) -> N
     pos = [i for i, r in enumerate(seed) if r["kind"] != "unanswerable"]
     unans = [i for i, r in enumerate(seed) if r["kind"] == "unanswerable"]
     wrong = [seed[i]["qid"] for i in pos if not ok_seed[i]]
-    print(f"\n{name}: P(answerable) = σ({b[0]:.2f} + {b[1]:.2f}·dense + {b[2]:.2f}·coverage); English: dense ≥ {min_en:.3f}")
+    print(f"\n{name}: P(answerable) = σ({b[0]:.2f} + {b[1]:.2f}·dense + {b[2]:.2f}·coverage); English: sentence cosine ≥ {min_en:.3f}")
     print(f"  {'set':<44}{'n':>6}{'declined':>10}")
     print(f"  {'off-corpus: cmrc2018_dev vs sample corpus':<44}{len(cmrc_rows):>6}{1 - answered(cmrc_rows, b, min_en).mean():>10.2%}")
     print(f"  {'off-corpus: hand-written English':<44}{len(en_rows):>6}{1 - answered(en_rows, b, min_en).mean():>10.1%}")
@@ -145,7 +146,7 @@ def main() -> None:
     print(f"vetoed (names a place/organisation/person no passage mentions): cmrc {cmrc_rows[:, 2].mean():.1%}, "
           f"seed {', '.join(r['qid'] for r, v in zip(seed, seed_rows[:, 2]) if v)}")
     print("seed features (dense, coverage):", ", ".join(
-        f"{r['qid']}=({d:.3f}, {c:.2f})" for r, (d, c, _, _) in zip(seed, seed_rows)))
+        f"{r['qid']}=({d:.3f}, {c:.2f})" for r, (d, c, *_) in zip(seed, seed_rows)))
     is_pos = np.array([r["kind"] != "unanswerable" for r in seed])
     zh_seed = seed_rows[:, 3] == 0
     x_pos = seed_rows[is_pos & zh_seed & (seed_rows[:, 2] == 0), :2]
@@ -154,12 +155,14 @@ def main() -> None:
     x = np.vstack([x_pos, x_neg])
     y = np.concatenate([np.ones(len(x_pos)), np.zeros(len(x_neg))])
     fitted = fit_logistic(x, y)
-    en_pos = seed_rows[is_pos & ~zh_seed, 0]
-    print(f"English: answerable seed dense {', '.join(f'{d:.3f}' for d in en_pos)}; off-corpus probes "
-          f"p50 {np.median(en_rows[:, 0]):.3f}, p90 {np.percentile(en_rows[:, 0], 90):.3f}, max {en_rows[:, 0].max():.3f}")
+    for col, name in ((0, "passage cosine"), (4, "best sentence cosine")):
+        en_pos = seed_rows[is_pos & ~zh_seed, col]
+        print(f"English {name}: answerable seed {', '.join(f'{d:.3f}' for d in en_pos)}; off-corpus probes "
+              f"p50 {np.median(en_rows[:, col]):.3f}, p75 {np.percentile(en_rows[:, col], 75):.3f}, "
+              f"p90 {np.percentile(en_rows[:, col], 90):.3f}, max {en_rows[:, col].max():.3f}")
 
-    table("constants in sme_qa/answer.py", (A.B0, A.B_DENSE, A.B_COVERAGE), A.MIN_DENSE_EN, seed_rows, seed, cmrc_rows, en_rows)
-    table("fitted now", tuple(fitted), A.MIN_DENSE_EN, seed_rows, seed, cmrc_rows, en_rows)
+    table("constants in sme_qa/answer.py", (A.B0, A.B_DENSE, A.B_COVERAGE), A.MIN_SENTENCE_EN, seed_rows, seed, cmrc_rows, en_rows)
+    table("fitted now", tuple(fitted), A.MIN_SENTENCE_EN, seed_rows, seed, cmrc_rows, en_rows)
 
     # mode="lexical": no dense leg, a coverage threshold alone
     lex_pos = np.array([r["kind"] != "unanswerable" and r["kind"] != "crosslingual" for r in seed])
