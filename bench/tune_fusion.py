@@ -9,11 +9,9 @@ ones ``sme-qa eval`` builds (in the user cache), built here if missing.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT.parent / "shared" / "eval"

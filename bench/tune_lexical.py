@@ -12,7 +12,6 @@ Seed questions are scored against the sample corpus by answer string.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

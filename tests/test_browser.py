@@ -15,25 +15,14 @@ import pytest
 from sme_qa.indexing import build_index
 from sme_qa.search import load
 
+from evil_article import DOC, EVIL_ID, QUESTION, add_evil_article
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "artifacts" / "screenshots"
-QUESTION = "我国已培育了多少家专精特新“小巨人”企业？"
-DOC = "000_c01459aaca3a05d0"
-EVIL_ID = "evil/script-article"
 EVIL_QUESTION = "蓝鲸精密公司的数控系统累计装机量达到多少台？"
-EVIL = """---
-title: '蓝鲸精密<script>alert(1)</script>装机量'
-author: 测试<img src=x onerror=alert(1)>日报
-date: 2023-01-05
-url: 'javascript:alert(1)'
----
-
-<p>蓝鲸精密公司宣布，其自主研发的&lt;script&gt;alert(1)&lt;/script&gt;数控系统累计装机量达到6123台。</p>
-<p>该公司称，&lt;img src=x onerror=alert(1)&gt;这一成果源于十年的研发投入。</p>
-"""
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -60,8 +49,7 @@ def site(tmp_path_factory, sample_index):
     corpus, vectors = base / "corpus", base / "vectors"
     shutil.copytree(ROOT / "corpus", corpus)
     shutil.copytree(sample_index, vectors)
-    (corpus / "evil").mkdir()
-    (corpus / "evil" / "script-article.txt").write_text(EVIL, encoding="utf-8")
+    add_evil_article(corpus)
     build_index(corpus, vectors)
     searcher = load(vectors)
     with BackgroundServer(create_app(searcher, corpus)) as url:

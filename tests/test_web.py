@@ -29,27 +29,9 @@ from sme_qa.records import Answer, Citation, Hit
 from sme_qa.search import load
 from sme_qa.store import index_lock
 
+from evil_article import DOC, EVIL_ID, QUESTION, add_evil_article
+
 ROOT = Path(__file__).resolve().parent.parent
-QUESTION = "我国已培育了多少家专精特新“小巨人”企业？"
-DOC = "000_c01459aaca3a05d0"
-EVIL_ID = "evil/script-article"
-EVIL = """---
-title: '蓝鲸精密<script>alert(1)</script>装机量'
-author: 测试<img src=x onerror=alert(1)>日报
-date: 2023-01-05
-url: 'javascript:alert(1)'
----
-
-<p>蓝鲸精密公司宣布，其自主研发的&lt;script&gt;alert(1)&lt;/script&gt;数控系统累计装机量达到6123台。</p>
-<p>该公司称，&lt;img src=x onerror=alert(1)&gt;这一成果源于十年的研发投入。</p>
-"""
-
-
-def add_evil_article(corpus: Path) -> None:
-    (corpus / "evil").mkdir(exist_ok=True)
-    (corpus / "evil" / "script-article.txt").write_text(EVIL, encoding="utf-8")
-
-
 def serve_app(corpus: Path, vectors: Path, **kwargs):
     from sme_qa.web.server import BackgroundServer, create_app
 
