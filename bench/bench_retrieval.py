@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT.parent / "shared" / "eval" / "cmrc2018_dev"
 
 
+def emit(r: tuple) -> None:
+    """Print one table row as soon as it is measured."""
+    print(f"| {r[0]} | {r[1]:,} | {r[2]} | {r[3]} | {r[4]} | {r[5]:.1f} | {r[6]:.1f} | {r[7]:.1f} |", flush=True)
+
+
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
     ms = sorted(s * 1000 for s in samples)
     return ms[len(ms) // 2], ms[min(len(ms) - 1, int(len(ms) * 0.95))], statistics.fmean(ms)
@@ -93,7 +98,9 @@ def main() -> None:
     from sme_qa.settings import Settings
 
     questions = [json.loads(l)["question"] for l in EVAL.joinpath("questions.jsonl").open()]
-    rows = []
+    print("| corpus | chunks | index | mode | index build s | p50 ms | p95 ms | mean ms |")
+    print("|---|---|---|---|---|---|---|---|", flush=True)
+
     if not args.skip_real:
         vectors = Settings.load().cache_dir / "eval" / "bench-cmrc2018_dev"
         build_index(EVAL / "passages.jsonl", vectors)
@@ -102,11 +109,11 @@ def main() -> None:
         n = searcher.manifest["counts"]["chunks"]
         for mode in ("hybrid", "dense", "lexical"):
             p50, p95, mean = percentiles(time_queries(searcher, questions, mode=mode))
-            rows.append((f"cmrc2018_dev ({len(questions)} q, cached query vectors)", n, "flat", mode, "-", p50, p95, mean))
+            emit((f"cmrc2018_dev ({len(questions)} q, cached query vectors)", n, "flat", mode, "-", p50, p95, mean))
         cold = load(vectors)
         cold.retrieve(questions[0])
         p50, p95, mean = percentiles(time_queries(cold, questions[:300]))
-        rows.append(("cmrc2018_dev incl. query embedding (300 q)", n, "flat", "hybrid", "-", p50, p95, mean))
+        emit(("cmrc2018_dev incl. query embedding (300 q)", n, "flat", "hybrid", "-", p50, p95, mean))
 
     for size in [int(s) for s in args.sizes.split(",") if s]:
         for kind in (["flat"] if size <= 200_000 else ["flat", "ivf"]):
@@ -116,14 +123,10 @@ def main() -> None:
                 qs = questions[: args.queries]
                 searcher.embed_queries(qs)
                 p50, p95, mean = percentiles(time_queries(searcher, qs))
-                rows.append((f"synthetic ({len(qs)} q, cached query vectors)", size, kind, "hybrid", f"{build:.1f}", p50, p95, mean))
+                emit((f"synthetic ({len(qs)} q, cached query vectors)", size, kind, "hybrid", f"{build:.1f}", p50, p95, mean))
                 del searcher
             print(f"done {size} {kind}", file=sys.stderr)
 
-    print("| corpus | chunks | index | mode | index build s | p50 ms | p95 ms | mean ms |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]:,} | {r[2]} | {r[3]} | {r[4]} | {r[5]:.1f} | {r[6]:.1f} | {r[7]:.1f} |")
 
 
 if __name__ == "__main__":
