@@ -62,7 +62,12 @@ def passages(n: int) -> list[dict]:
 
 def synthetic_corpus(root: Path, n: int) -> None:
     rng = random.Random(0)
-    pool = [json.loads(l)["text"][:120] for l in EVAL.joinpath("passages.jsonl").open(encoding="utf-8")][:300]
+    from sme_qa.text import split_sentences
+
+    # whole sentences, so the paragraph repair keeps them apart: at most 300 distinct chunks
+    sentences = (s.strip() for l in EVAL.joinpath("passages.jsonl").open(encoding="utf-8")
+                 for s in split_sentences(json.loads(l)["text"]))
+    pool = [s for s in sentences if 60 <= len(s) <= 150 and s.endswith("。")][:300]
     titles = ["专精特新企业动态", "中小企业数字化转型", "小巨人企业培育", "产业链协同创新"]
     for i in range(n):
         sub = root / f"{i // 1000:02d}"
