@@ -61,7 +61,8 @@ def synthetic_index(size: int, directory: Path, index_type: str) -> float:
     base = min(size, 20_000)
     texts = ["".join(rng.choice(sentences) for _ in range(4)) for _ in range(base)]
     table = TermTable()
-    tf = count_matrix([Tokenizer().tokens(t) for t in texts], table)
+    tokenizer = Tokenizer()
+    tf = count_matrix([tokenizer.tokens(t) for t in texts], table)
     tf = sp.vstack([tf] * (size // base) + ([tf[: size % base]] if size % base else []), format="csr")
     t0 = time.perf_counter()
     vectors = np.random.default_rng(0).standard_normal((size, 384), dtype=np.float32)
