@@ -368,13 +368,3 @@ def _assemble_tf(old_tf, reuse: list[int | None], fresh: list[int], tf_new, n_te
         [r if r is not None else old_tf.shape[0] + fresh_pos[i] for i, r in enumerate(reuse)], dtype=np.int64
     )
     return sp.vstack([old_tf, tf_new], format="csr")[order]
-
-
-def clean_stale(vectors: Path) -> None:
-    """Remove generations left by a crashed indexer (safe only under the lock)."""
-    with index_lock(vectors):
-        try:
-            keep = read_manifest(vectors)["generation"]
-        except SmeQaError:
-            keep = None
-        remove_stale(vectors, keep)

@@ -267,10 +267,3 @@ def remove_stale(vectors: Path, keep: str | None) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         elif entry.name.startswith(f".{MANIFEST}.") and entry.name.endswith(".tmp"):
             entry.unlink(missing_ok=True)
-
-
-def disk_size(vectors: Path) -> int:
-    """Bytes used by the live generation and its manifest."""
-    manifest = read_manifest(vectors)
-    gdir = Path(vectors) / manifest["generation"]
-    return (Path(vectors) / MANIFEST).stat().st_size + sum(f.stat().st_size for f in gdir.iterdir())
