@@ -64,6 +64,16 @@ class Tokenizer:
         return out
 
 
+    def words(self, text: str, *, normalized: bool = True) -> list[str]:
+        """jieba's precise-mode words of ``text`` (no search-mode sub-words, no bigrams): in matching
+        form, or with ``normalized=False`` exactly as they stand in ``text``."""
+        if normalized:
+            text = normalize(text)
+            if self.t2s:
+                text = to_simplified(text)
+        return [w for w in self._jieba.cut(text, HMM=False) if w.strip()]
+
+
 def corpus_vocabulary(texts: Iterable[str]) -> set[str]:
     """Quoted names and titles in the corpus (《…》, “…”, 「…」) to add to the tokenizer's dictionary."""
     found: set[str] = set()

@@ -127,6 +127,7 @@ class Answer:
     near_misses: tuple[Hit, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     notice: str | None = None  # e.g. "LLM unavailable, fell back to extractive"
+    short: str | None = None  # the direct answer (a figure, name or date) shown in bold first
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

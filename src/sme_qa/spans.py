@@ -1,0 +1,222 @@
+"""The short answer inside the best sentence: 「8997家」, 「2012年」, 「有根创业」.
+
+Candidate spans are runs of one to ``MAX_WORDS`` jieba words within one clause of the
+sentence, plus the amounts and dates the question's kind asks for.  Each is described by
+``SPAN_FEATURES`` (does it repeat the question, does it have the shape asked for, do the words
+around it match the words around the question's interrogative — 「由哪两个公司合作开发」 against
+「由光荣和ω-force合作开发」 —, how far it is from the question's words, its length and the
+parts of speech at its edges) and scored by a logistic model fitted with the reader
+(``scripts/train_reader.py``, on the gold spans of cmrc2018_dev and drcd_dev).  The best span is
+shown in bold above the quote when the model rates it at least ``Model.span_threshold``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .question import ANSWER_SHAPES, KINDS, Question, match_form
+
+MAX_WORDS = 6
+MAX_CHARS = 24
+# Kinds whose answer is the whole sentence, not a phrase inside it.
+NO_SPAN_KINDS = frozenset({"reason", "define"})
+_BOUNDARY = re.compile(r"[，。、；：,;:！？!?（）()\s]")
+_OPEN, _CLOSE = "“《「『(（", "”》」』)）"
+# Amounts with their qualifiers (3000家以上, 近40%, 约12000名).
+_AMOUNT = re.compile(
+    r"(?:近|约|超过|逾|达|共)?(?:\d+(?:[.,]\d+)*|[零一二两三四五六七八九十百千万亿]+)\s*"
+    r"(?:多|余)?(?:%|‰|[万亿千百]?(?:家|个|项|名|人|天|年|倍|元|美元|款|类|次|件|台|吨|所|座|条|位|户|份|分|岁|米|公里|平方公里|万|亿))"
+    r"(?:以上|左右|之多|以下)?"
+)
+_DATE = re.compile(r"(?:\d{4}年)?(?:\d{1,2}月)?(?:\d{1,2}日)?|\d{4}-\d{1,2}(?:-\d{1,2})?")
+TAG_GROUPS = ("n", "v", "m", "a", "ns", "nr", "nt", "nz", "x", "other")
+
+SPAN_FEATURES = (
+    "in_question", "has_question_term", "shape", "shape_kind_number", "shape_kind_date", "contains_shape",
+    "left_match", "right_match", "left_match_any", "right_match_any", "distance", "near_right", "near_left",
+    "log_chars", "words", "clause_start", "clause_end", "bracketed", "whole_clause", "is_number", "has_digit",
+    *(f"first_{g}" for g in TAG_GROUPS), *(f"last_{g}" for g in TAG_GROUPS),
+    *(f"kind_{k}" for k in KINDS), "kind_unknown",
+)
+
+
+@dataclass(frozen=True)
+class Span:
+    text: str
+    start: int  # offsets in the sentence
+    end: int
+    score: float
+
+
+@functools.lru_cache(maxsize=1)
+def _word_tags() -> dict[str, str]:
+    """jieba's dictionary part-of-speech tag of every word; read once."""
+    import jieba
+
+    with jieba.get_dict_file() as fh:
+        rows = (line.decode("utf-8").split() for line in fh)
+        return {r[0]: r[2] for r in rows if len(r) == 3}
+
+
+def _group(word: str) -> str:
+    t = _word_tags().get(word)
+    if t is None:
+        return "x" if re.fullmatch(r"[\w.%-]+", word) and not word.isdigit() else ("m" if word.isdigit() else "other")
+    if t in ("ns", "nr", "nt", "nz"):
+        return t
+    return t[0] if t[0] in "nvma" else "other"
+
+
+def candidates(sentence: str, words: Sequence[str]) -> list[tuple[int, int]]:
+    """(start, end) offsets of candidate spans: word runs inside one clause, plus amounts and dates."""
+    bounds, pos = [], 0
+    for w in words:
+        i = sentence.find(w, pos)
+        if i < 0:
+            continue
+        bounds.append((i, i + len(w)))
+        pos = i + len(w)
+    spans: set[tuple[int, int]] = set()
+    for a in range(len(bounds)):
+        if _BOUNDARY.fullmatch(sentence[bounds[a][0] : bounds[a][1]]):
+            continue
+        for b in range(a, min(a + MAX_WORDS, len(bounds))):
+            s, e = bounds[a][0], bounds[b][1]
+            piece = sentence[s:e]
+            if _BOUNDARY.search(piece) or e - s > MAX_CHARS:
+                break
+            spans.add((s, e))
+    for pattern in (_AMOUNT, _DATE):
+        for m in pattern.finditer(sentence):
+            if m.end() > m.start():
+                spans.add((m.start(), m.end()))
+    return sorted(spans)
+
+
+def _char_form(sentence: str) -> str:
+    """A matching form of ``sentence`` with the same length, so span offsets carry over."""
+    import unicodedata
+
+    from .text import to_simplified
+
+    form = to_simplified(unicodedata.normalize("NFKC", sentence)).lower()
+    return form if len(form) == len(sentence) else sentence.lower()
+
+
+def span_features(q: Question, sentence: str, spans: Sequence[tuple[int, int]], words: Sequence[str]) -> np.ndarray:
+    """SPAN_FEATURES for each span of ``sentence`` (rows in the order of ``spans``)."""
+    import bisect
+
+    qform = match_form(q.text)
+    qchars = set(qform)
+    text = _char_form(sentence)
+    terms = [t for t, _ in q.terms if len(t) > 1]
+    starts = [m.start() for t in terms for m in re.finditer(re.escape(t), text)]
+    ends = [m.end() for t in terms for m in re.finditer(re.escape(t), text)]
+    shape = ANSWER_SHAPES.get(q.kind or "")
+    word_at: dict[int, str] = {}
+    word_end: dict[int, str] = {}
+    word_starts: list[int] = []
+    pos = 0
+    for w in words:
+        i = sentence.find(w, pos)
+        if i < 0:
+            continue
+        word_at[i], word_end[i + len(w)] = w, w
+        word_starts.append(i)
+        pos = i + len(w)
+    boundary = [bool(_BOUNDARY.fullmatch(ch)) for ch in sentence]
+    in_q = [ch in qchars for ch in text]
+    n = len(sentence)
+    kind_row = [float(q.kind == k) for k in KINDS] + [float(q.kind is None)]
+    group_cache: dict[str, str] = {}
+    rows = []
+    for s, e in spans:
+        piece = sentence[s:e]
+        form = text[s:e]
+        before, after = text[max(0, s - 6) : s], text[e : e + 6]
+        first, last = word_at.get(s, piece[:1]), word_end.get(e, piece[-1:])
+        is_amount = bool(_AMOUNT.fullmatch(piece))
+        is_shape = bool(shape and shape.fullmatch(form)) or (q.kind == "number" and is_amount)
+        dist = min([abs(h - e) for h in starts] + [abs(s - h) for h in ends] + [n])
+        at_start = s == 0 or boundary[s - 1]
+        at_end = e == n or boundary[e]
+        row = [
+            sum(in_q[s:e]) / max(e - s, 1),
+            float(any(t in form for t in terms)),
+            float(is_shape),
+            float(is_shape and q.kind == "number"),
+            float(is_shape and q.kind == "date"),
+            float(bool(shape and shape.search(form))),
+            _common_suffix(before, q.left) / 4,
+            _common_prefix(after, q.right) / 4,
+            float(bool(q.left) and q.left[-1:] == before[-1:]),
+            float(bool(q.right) and q.right[:1] == after[:1]),
+            math.log1p(dist),
+            float(any(0 <= h - e <= 2 for h in starts)),
+            float(any(0 <= s - h <= 2 for h in ends)),
+            math.log1p(e - s),
+            float(max(bisect.bisect_left(word_starts, e) - bisect.bisect_left(word_starts, s), 1)),
+            float(at_start),
+            float(at_end),
+            float(s > 0 and e < n and sentence[s - 1] in _OPEN and sentence[e] in _CLOSE),
+            float(at_start and at_end),
+            float(is_amount),
+            float(any(ch.isdigit() for ch in piece)),
+        ]
+        fg = group_cache.get(first) or group_cache.setdefault(first, _group(first))
+        lg = group_cache.get(last) or group_cache.setdefault(last, _group(last))
+        row += [float(fg == g) for g in TAG_GROUPS] + [float(lg == g) for g in TAG_GROUPS]
+        rows.append(row + kind_row)
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(SPAN_FEATURES))
+
+
+def _common_suffix(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b), 4) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b), 4) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def best_span(q: Question, sentence: str, words: Callable[[str], Sequence[str]], predict: Callable[[np.ndarray], np.ndarray],
+              threshold: float) -> Span | None:
+    """The best-scored candidate span of ``sentence`` when it reaches ``threshold``, else None."""
+    if q.kind in NO_SPAN_KINDS or q.content_free:
+        return None
+    ws = words(sentence)
+    spans = candidates(sentence, ws)
+    if not spans:
+        return None
+    scores = predict(span_features(q, sentence, spans, ws))
+    i = int(np.argmax(scores))
+    if scores[i] < threshold:
+        return None
+    s, e = spans[i]
+    return Span(sentence[s:e], s, e, float(scores[i]))
+
+
+def char_f1(prediction: str, gold: str) -> float:
+    """Character-level F1 of two strings in compact matching form (the eval README's span metric)."""
+    from collections import Counter
+
+    from .text import compact
+
+    p, g = Counter(compact(prediction)), Counter(compact(gold))
+    common = sum((p & g).values())
+    if not common:
+        return 0.0
+    precision, recall = common / sum(p.values()), common / sum(g.values())
+    return 2 * precision * recall / (precision + recall)
