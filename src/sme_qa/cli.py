@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="dense,lexical,hybrid")
     p.add_argument("--fail-under", type=float, help="exit 1 if hybrid recall@5 is below this")
     p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--answers", action="store_true",
+                   help="also ask every question: answer correct, declined, span EM/F1, ask p50/p95")
     _common(p, corpus=True, vectors=True)
 
     p = sub.add_parser("serve", help="start the chat app (indexes first if needed)")
@@ -228,7 +230,7 @@ def cmd_eval(args) -> int:
     report = run_eval(
         args.questions, corpus=args.corpus, vectors=args.vectors,
         ks=[int(x) for x in args.k.split(",")], modes=args.modes.split(","), limit=args.limit,
-        progress=progress_bar(),
+        progress=progress_bar(), answers=args.answers,
     )
     if args.json:
         _emit(report)

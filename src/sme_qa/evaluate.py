@@ -79,6 +79,7 @@ def run_eval(
     limit: int | None = None,
     progress: Progress | None = None,
     searcher=None,
+    answers: bool = False,
 ) -> dict[str, Any]:
     from .indexing import build_index
     from .search import Searcher
@@ -122,7 +123,58 @@ def run_eval(
             "qps": len(answerable) / elapsed if elapsed else 0.0,
             "misses@5": [q.get("qid") for q, r in zip(answerable, first_hit) if r is None or r > 5][:20],
         }
+    if answers:
+        report["answers"] = answer_metrics(rows, lambda q: searcher.ask(q, llm=False), progress)
     return report
+
+
+def answer_correct(question: dict[str, Any], answer: Any) -> bool:
+    """The eval README's rule: answered, one citation is a gold passage, the text holds a gold answer."""
+    if not answer.answered:
+        return False
+    gold = set(question.get("gold_pids") or question.get("docs") or ())
+    text = compact(answer.text)
+    return any(c.hit.doc_id in gold for c in answer.citations) and any(compact(a) in text for a in question.get("answers", ()))
+
+
+def answer_metrics(rows: Sequence[dict[str, Any]], ask: Callable[[str], Any], progress: Progress | None = None) -> dict[str, Any]:
+    """Answer quality and latency over ``rows``: correct / declined share of the answerable
+    questions, span exact match and character F1 of the short answer (0 when none is given),
+    the share of unanswerable questions declined, and ask latency p50/p95 in ms."""
+    from .spans import char_f1
+
+    correct = declined = em = 0
+    f1 = 0.0
+    unanswerable = declined_unanswerable = 0
+    times: list[float] = []
+    answerable = [r for r in rows if r.get("gold_pids") or r.get("docs")]
+    for i, row in enumerate(rows):
+        t = time.perf_counter()
+        answer = ask(row["question"])
+        times.append((time.perf_counter() - t) * 1000)
+        if not (row.get("gold_pids") or row.get("docs")):
+            unanswerable += 1
+            declined_unanswerable += not answer.answered
+            continue
+        correct += answer_correct(row, answer)
+        declined += not answer.answered
+        short = getattr(answer, "short", None) or ""
+        best = max((char_f1(short, a) for a in row.get("answers", ())), default=0.0) if short and answer.answered else 0.0
+        f1 += best
+        em += best >= 0.999
+        if progress and i % 50 == 0:
+            progress("answers", i, len(rows))
+    n = max(len(answerable), 1)
+    times.sort()
+
+    def pct(p: float) -> float:
+        return round(times[min(len(times) - 1, int(p * len(times)))], 1) if times else 0.0
+
+    return {
+        "n": len(answerable), "correct": correct / n, "declined": declined / n, "span_em": em / n, "span_f1": f1 / n,
+        "unanswerable": unanswerable, "unanswerable_declined": declined_unanswerable / unanswerable if unanswerable else None,
+        "ask_p50_ms": pct(0.5), "ask_p95_ms": pct(0.95),
+    }
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -138,4 +190,11 @@ def format_report(report: dict[str, Any]) -> str:
     for mode, m in modes.items():
         cells = [mode, *[f"{m['recall'][k]:.3f}" for k in ks], f"{m['mrr@10']:.3f}", f"{m['qps']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    a = report.get("answers")
+    if a:
+        lines += ["", "| answers | correct | declined | span EM | span F1 | unanswerable declined | ask p50 / p95 ms |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| {a['n']} | {a['correct']:.3f} | {a['declined']:.3f} | {a['span_em']:.3f} | {a['span_f1']:.3f} | "
+                  + (f"{a['unanswerable_declined']:.3f} of {a['unanswerable']}" if a["unanswerable"] else "-")
+                  + f" | {a['ask_p50_ms']} / {a['ask_p95_ms']} |"]
     return "\n".join(lines)
