@@ -1,0 +1,162 @@
+"""The reader, the short answer and the composer on hand-made passages, with the shipped weights.
+
+The passages are written here; the index is a small real one (``IndexView`` of the sample
+index) only where the reader needs idf, place names and the embedder.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pytest
+
+from sme_qa.compose import CONFLICT_ZH, choose, compose_answer, find_conflict, quantities, with_attribution
+from sme_qa.question import analyse_with, is_content_free, question_kind, strip_question_words, wh_context
+from sme_qa.reader import Candidate, coverage, longest_common, passage_sentences, read, shipped_model
+from sme_qa.records import Hit
+from sme_qa.spans import best_span, candidates, char_f1
+
+
+def _hit(text: str, doc: str = "d1", start: int = 0, paragraphs=(1, 1), date: str | None = "2022-01-01",
+         score: float = 1.0, dense: float = 0.85) -> Hit:
+    return Hit(doc, f"{doc}:p{paragraphs[0]}", text, score, f"标题{doc}", date, "来源", None,
+               f"/articles/{doc}#p{paragraphs[0]}", paragraphs, start, start + len(text), dense_score=dense,
+               lexical_score=10.0)
+
+
+@pytest.fixture(scope="module")
+def view(sample_searcher):
+    return sample_searcher.view()
+
+
+# ------------------------------------------------------------ pure parts
+
+
+def test_passage_sentences_give_article_offsets_and_paragraphs():
+    article = "第一段。\n\n甲公司营收10亿元。 乙公司有300名员工！\n\n标题行"
+    chunk_start = article.index("甲")
+    hit = _hit(article[chunk_start:], start=chunk_start, paragraphs=(2, 3))
+    spans = passage_sentences(hit)
+    assert [(s[2], s[3]) for s in spans] == [(2, "甲公司营收10亿元。"), (2, "乙公司有300名员工！"), (3, "标题行")]
+    for start, end, _, quote in spans:
+        assert article[start:end] == quote
+
+
+def test_question_kinds_and_interrogative_context():
+    assert question_kind("青岛是哪一年印发的？") == "date"
+    assert question_kind("一共有多少个？") == "number"
+    assert question_kind("How many enterprises?") == "number"
+    assert question_kind("谁发布了目录？") == "who"
+    assert question_kind("为什么犹豫不前？") == "reason"
+    assert question_kind("介绍一下海创汇") is None
+    assert "一共" not in strip_question_words("一共有多少家？")
+    assert wh_context("战国无双3是由哪两个公司合作开发的?") == ("3是由", "两个公司")
+
+
+def test_content_free_input_is_recognised():
+    for text in ("🚀🔥💯🤖", "'; DROP TABLE articles; --", "？！。，、……", "\u200b\u200b", "<script>alert(1)</script>"):
+        assert is_content_free(text), text
+    for text in ("海创汇是什么？", "How many little giants are there?", "AR眼镜"):
+        assert not is_content_free(text), text
+
+
+def test_coverage_and_longest_common():
+    terms = (("上海市", 3.0), ("企业", 1.0))
+    assert coverage(terms, "上海市的企业") == 1.0
+    assert coverage(terms, "企业", frozenset({"上海市"})) == pytest.approx((1.0 + 1.5) / 4)
+    assert longest_common("海创汇首创的模式", "海创汇首创“有根创业”模式") == 5
+
+
+def test_quantities_know_what_they_count():
+    terms = (("孵化", 1.8), ("小巨人", 1.6), ("企业", 0.1))
+    found = quantities("已孵化出5家上市公司、102家瞪羚企业、71家专精特新“小巨人”企业。", terms)
+    assert [(v, u) for v, u, _, _ in found] == [("5", "家"), ("102", "家"), ("71", "家")]
+    assert found[2][2] == {"小巨人", "企业"} and found[0][2] == frozenset()
+
+
+def test_span_candidates_and_char_f1():
+    spans = candidates("目前有专精特新“小巨人”97家，全国排名第八", ["目前", "有", "专精特新", "“", "小巨人", "”", "97", "家", "，", "全国", "排名", "第八"])
+    texts = {"目前有专精特新“小巨人”97家，全国排名第八"[a:b] for a, b in spans}
+    assert "97家" in texts and "第八" in texts and not any("，" in t for t in texts)
+    assert char_f1("8997家", "8997家") == 1.0 and char_f1("97家", "8997家") == pytest.approx(2 * 1 * 0.6 / 1.6)
+    assert char_f1("", "x") == 0.0
+
+
+# ------------------------------------------------------------ the reader with the shipped weights
+
+
+def test_reader_picks_the_sentence_and_the_span(view):
+    hit = _hit("该公司成立于1998年，总部在杭州。截至目前，我国已培育8997家专精特新“小巨人”企业。青岛有97家“小巨人”企业。")
+    q = analyse_with(view, "我国已培育了多少家专精特新“小巨人”企业？")
+    reading = read(q, [hit], view)
+    best = reading.candidates[0]
+    assert "8997家" in best.quote and reading.answerable
+    model = shipped_model()
+    span = best_span(q, best.quote, view.words, model.span.predict, model.span_threshold)
+    assert span is not None and span.text == "8997家"
+
+
+def test_national_scope_is_not_answered_with_a_city(view):
+    hits = [_hit("目前青岛有专精特新“小巨人”97家，全国排名第八。", "qd", score=1.0),
+            _hit("我国已培育8997家专精特新“小巨人”企业。", "cn", score=0.7)]
+    q = analyse_with(view, "全国一共有几家专精特新小巨人企业")
+    assert q.national
+    assert read(q, hits, view).candidates[0].hit.doc_id == "cn"
+
+
+def test_quotation_keeps_its_attribution(view):
+    text = "“我国已培育8997家专精特新‘小巨人’企业，中小企业创新力大幅提升。”在近日举行的大会上，工信部部长金壮龙表示。"
+    hit = _hit(text)
+    q = analyse_with(view, "我国已培育了多少家专精特新“小巨人”企业？")
+    quotes = choose(read(q, [hit], view).candidates)
+    assert quotes[0].text == text  # the quote and who said it, one citation
+    answer_text, citations = compose_answer(q, quotes, "8997家")
+    assert answer_text.startswith("**8997家**\n\n") and "金壮龙表示" in answer_text and citations[0].end - citations[0].start == len(text)
+
+
+def test_attribution_before_the_quote_is_joined_too():
+    text = "“我国已培育8997家小巨人企业。”工信部部长金壮龙表示。"
+    hit = _hit(text)
+    sents = passage_sentences(hit)
+    cands = [Candidate(hit, 0, s, e, quote, p, i, 0.5, 0.5, False, 0.9 - 0.1 * i) for i, (s, e, p, quote) in enumerate(sents)]
+    assert with_attribution(cands[1], cands).text == text
+
+
+def _cand(hit: Hit, score: float = 0.9) -> Candidate:
+    return Candidate(hit, 0, hit.start, hit.end, hit.text, 1, 0, 0.8, 0.8, True, score)
+
+
+def test_conflict_only_for_the_same_measure_of_the_same_subject(view):
+    q = analyse_with(view, "海创汇孵化了多少家专精特新“小巨人”企业？")
+    old = _hit("海创汇已孵化出38家专精特新“小巨人”企业。", "old", date="2022-05-19")
+    new = _hit("海创汇成功孵化出5家上市公司、71家专精特新“小巨人”企业。", "new", date="2022-09-14")
+    offers = find_conflict(q, [_cand(new), _cand(old, 0.8)], view.places)
+    assert [(c.hit.doc_id, figure) for c, figure in offers] == [("new", "71家"), ("old", "38家")]
+    assert find_conflict(q, [_cand(new), _cand(_hit("海创汇已孵化出71家专精特新“小巨人”企业。", "same"))], view.places) == []
+
+    q = analyse_with(view, "目前有专精特新“小巨人”多少家？")
+    beijing = _hit("目前北京已培育认定市级专精特新“小巨人”企业1141家。", "bj", date="2022-05-19")
+    qingdao = _hit("青岛目前有专精特新“小巨人”97家。", "qd", date="2022-04-15")
+    assert find_conflict(q, [_cand(beijing), _cand(qingdao, 0.85)], view.places) == []  # two cities: two facts
+
+
+def test_conflict_text_lists_each_figure_with_source_and_date(sample_searcher):
+    answer = sample_searcher.ask("海创汇一共孵化了多少家专精特新“小巨人”企业？", llm=False)
+    assert answer.text.startswith(CONFLICT_ZH) and "71家" in answer.text and "38家" in answer.text
+    dates = [c.hit.date for c in answer.citations]
+    assert dates == sorted(dates, reverse=True)
+
+
+# ------------------------------------------------------------ the shipped model
+
+
+def test_shipped_model_is_small_json_with_a_card():
+    files = resources.files("sme_qa").joinpath("models")
+    raw = files.joinpath("reader.json").read_bytes()
+    assert len(raw) < 10 * 1024 * 1024
+    meta = json.loads(raw)["meta"]
+    assert set(meta["trained_on"]) == {"cmrc2018_dev", "drcd_dev"}
+    card = files.joinpath("README.md").read_text(encoding="utf-8")
+    for sha in (v["sha256"] for v in meta["trained_on"].values()):
+        assert sha in card
