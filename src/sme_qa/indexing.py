@@ -119,9 +119,10 @@ def build_index(
     chunking: ChunkSettings | None = None,
     progress: Progress | None = None,
     embedder=None,
+    max_file_mb: float | None = None,
 ) -> IndexSummary:
     """Bring the index in ``vectors`` up to date with ``corpus``; see the module docstring."""
-    settings = Settings.load(corpus=corpus, vectors=vectors, model=model)
+    settings = Settings.load(corpus=corpus, vectors=vectors, model=model, max_file_mb=max_file_mb)
     chunking = chunking or ChunkSettings()
     started = time.perf_counter()
     with index_lock(settings.vectors):
@@ -167,7 +168,7 @@ def _update(settings, chunking, rebuild, index_type, progress, embedder, started
         if got is None:
             changed_any = True
             try:
-                got, line_skips = read_source(src)
+                got, line_skips = read_source(src, max_bytes=settings.max_file_bytes)
                 skipped.extend(line_skips)
             except InputFileError as exc:
                 if prev is not None:
@@ -176,7 +177,7 @@ def _update(settings, chunking, rebuild, index_type, progress, embedder, started
                 else:
                     skipped.append(Skipped(exc.location, exc.reason))
                     continue
-            stamp["sha1"] = _file_sha1(src.path)
+            stamp["sha1"] = _file_sha1(src.real)
         else:
             stamp["sha1"] = prev["sha1"]
         kept = []
@@ -212,7 +213,7 @@ def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dic
         return None
     same = prev["size"] == src.size and prev["mtime_ns"] == src.mtime_ns
     if not same and prev["size"] == src.size:
-        same = _file_sha1(src.path) == prev["sha1"]
+        same = _file_sha1(src.real) == prev["sha1"]
     return [Article.from_dict(old_docs[i]) for i in prev["docs"]] if same else None
 
 

@@ -97,7 +97,8 @@ class ChatService:
 
             progress(0, desc="扫描语料")
             try:
-                summary = build(self.corpus, self.searcher.settings.vectors, progress=report)
+                summary = build(self.corpus, self.searcher.settings.vectors, progress=report,
+                                max_file_mb=self.searcher.settings.max_file_mb)
             except IndexLockedError:
                 return "另一个索引进程（例如命令行的 `sme-qa index`）正在更新索引，请稍后再试；问答照常使用当前索引。"
             except SmeQaError as exc:

@@ -151,7 +151,7 @@ def ensure_index(settings: Settings, progress: Callable[[str, int, int], None] |
             return
         raise CorpusError(f"no corpus at {settings.corpus} and no index at {settings.vectors}: pass --corpus DIR")
     try:
-        summary = build_index(settings.corpus, settings.vectors, progress=progress)
+        summary = build_index(settings.corpus, settings.vectors, progress=progress, max_file_mb=settings.max_file_mb)
     except IndexLockedError:
         if not manifest.exists():
             raise
@@ -201,14 +201,14 @@ def _warm(searcher: Searcher) -> None:
 
 
 def serve(corpus: Path | str | None = None, vectors: Path | str | None = None, host: str | None = None,
-          port: int | None = None, auth: str | None = None) -> None:
+          port: int | None = None, auth: str | None = None, max_file_mb: float | None = None) -> None:
     """Index if needed, then serve the chat and article pages until interrupted."""
     from ..cli import progress_bar
 
     # OpenMP threads that busy-wait make a short query embedding take seconds instead of
     # milliseconds on a loaded machine (bench/bench_startup.py); must be set before the engine loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    settings = Settings.load(corpus=corpus, vectors=vectors, host=host, port=port, auth=auth)
+    settings = Settings.load(corpus=corpus, vectors=vectors, host=host, port=port, auth=auth, max_file_mb=max_file_mb)
     credentials = parse_auth(settings.auth)
     if not is_loopback(settings.host) and credentials is None:
         log.warning("serving on %s without authentication: anyone who can reach it can use it "
