@@ -171,3 +171,134 @@ def test_cli_says_damaged_then_plain_index_repairs(tiny):
     assert fixed.stderr.count("is damaged") == 1 and "rebuilding it now" in fixed.stderr
     assert "Traceback" not in fixed.stderr and "0 embedded" in fixed.stdout
     assert "3100" in cli("search", QUESTION, "--vectors", str(vectors)).stdout
+
+
+# ---------------------------------------------------------------- write failures
+
+
+class CountingEmbedder:
+    """The real bundled embedder, counting the passages it is asked to embed."""
+
+    def __init__(self) -> None:
+        from sme_qa.indexing import _embedder
+        from sme_qa.settings import Settings
+
+        self.real = _embedder(Settings.load(), 1)
+        self.fingerprint, self.dimension, self.backend = self.real.fingerprint, self.real.dimension, self.real.backend
+        self.embedded = 0
+
+    def embed_passages(self, texts, progress=None):
+        self.embedded += len(texts)
+        return self.real.embed_passages(texts, progress=progress)
+
+
+def _leftovers(vectors: Path) -> list[str]:
+    return sorted(p.name for p in vectors.iterdir() if p.name.startswith(("g-", ".manifest")))
+
+
+def test_disk_full_mid_write_is_one_line_and_the_retry_embeds_nothing(tiny, monkeypatch):
+    corpus, vectors = tiny
+    before = read_manifest(vectors)["generation"]
+    (corpus / "c.md").write_text(NEW, encoding="utf-8")
+    real_write = store.write_jsonl
+
+    def full_disk(path, rows):
+        if path.name == "documents.jsonl":
+            path.write_text('{"half": ', encoding="utf-8")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real_write(path, rows)
+
+    monkeypatch.setattr(store, "write_jsonl", full_disk)
+    embedder = CountingEmbedder()
+    with pytest.raises(IndexWriteError) as err:
+        build_index(corpus, vectors, embedder=embedder)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("no space left on the disk to write ")
+    assert "documents.jsonl" in message and "needs about" in message and "MB free" in message
+    assert "the 1 embeddings computed are kept in" in message and "the previous index is untouched" in message
+    assert embedder.embedded == 1
+    assert _leftovers(vectors) == [before]  # the partial generation is gone at once
+    assert read_manifest(vectors)["generation"] == before and "3100" in answers(vectors)
+    assert list((vectors / "cache").glob("b-*.npy"))
+
+    monkeypatch.setattr(store, "write_jsonl", real_write)
+    retry = CountingEmbedder()
+    summary = build_index(corpus, vectors, embedder=retry)
+    assert summary.written and retry.embedded == 0 and summary.chunks_embedded == 0
+    assert not (vectors / "cache").exists()  # committed: the cache is no longer needed
+    assert "7400" in answers(vectors, "白杨数控的数控系统年产能达到多少套？")
+
+
+def test_too_little_free_space_is_refused_before_writing(tiny, monkeypatch):
+    corpus, vectors = tiny
+    before = _leftovers(vectors)
+    (corpus / "c.md").write_text(NEW, encoding="utf-8")
+    usage = shutil.disk_usage(vectors)
+    monkeypatch.setattr(store.shutil, "disk_usage", lambda path: usage._replace(free=10_000))
+    with pytest.raises(IndexWriteError, match=r"needs about 0\.\d MB, 0\.0 MB free; free some space"):
+        build_index(corpus, vectors)
+    assert _leftovers(vectors) == before
+
+
+@pytest.mark.parametrize(("code", "said"), [(errno.EACCES, "permission denied writing "),
+                                            (errno.EROFS, "read-only file system")])
+def test_unwritable_index_is_one_line_with_the_path(tiny, monkeypatch, code, said):
+    corpus, vectors = tiny
+    before = _leftovers(vectors)
+    (corpus / "c.md").write_text(NEW, encoding="utf-8")
+
+    def refuse(index, path):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(store, "write_faiss", refuse)
+    with pytest.raises(IndexWriteError) as err:
+        build_index(corpus, vectors)
+    assert said in str(err.value) and "index.faiss" in str(err.value) and "\n" not in str(err.value)
+    assert _leftovers(vectors) == before
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs at tmp_path/disk (root only); skipped where mounting is impossible."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True,
+                              timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs: {exc}")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10)
+
+
+def test_real_full_disk_then_read_only_disk(tiny, small_disk):
+    corpus, vectors = tiny
+    on_disk = small_disk / "vectors"
+    shutil.copytree(vectors, on_disk)
+    before = read_manifest(on_disk)["generation"]
+    (corpus / "c.md").write_text(NEW, encoding="utf-8")
+    filler = small_disk / "filler"
+    free = shutil.disk_usage(small_disk).free
+    filler.write_bytes(b"\0" * (free - 48 * 1024))  # room for the vector cache, not for a generation
+    embedder = CountingEmbedder()
+    with pytest.raises(IndexWriteError, match="no space left on the disk") as err:
+        build_index(corpus, on_disk, embedder=embedder)
+    assert "\n" not in str(err.value) and str(on_disk) in str(err.value)
+    assert _leftovers(on_disk) == [before] and "3100" in answers(on_disk)
+    assert shutil.disk_usage(small_disk).free > 16 * 1024, "a failed write must not leave the disk full"
+
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, timeout=10)
+    with pytest.raises(IndexWriteError, match="read-only file system") as err:
+        build_index(corpus, on_disk)
+    assert "\n" not in str(err.value)
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True, timeout=10)
+
+    filler.unlink()
+    retry = CountingEmbedder()
+    summary = build_index(corpus, on_disk, embedder=retry)
+    assert summary.written and retry.embedded == 0
+    assert _leftovers(on_disk) == [read_manifest(on_disk)["generation"]] != [before]
