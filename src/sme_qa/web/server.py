@@ -135,6 +135,10 @@ def is_loopback(host: str) -> bool:
 
 def create_app(searcher: Searcher, corpus: Path, *, auth: tuple[str, str] | None = None) -> FastAPI:
     """The FastAPI app: ``/articles/{doc_id}``, ``/healthz``, and the Gradio chat at ``/``."""
+    # Gradio recomputes a pandas summary of its last 10,000 events after every event (for its
+    # monitoring page, unused here): at 24 clients that cost more than the answers themselves.
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(10**9))
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "100")
     import gradio as gr
 
     from .chat import ChatService, build_blocks
