@@ -242,8 +242,10 @@ def build_blocks(service: ChatService) -> gr.Blocks:
     examples = service.examples()
     with gr.Blocks(title="专精特新企业新闻问答", analytics_enabled=False) as demo:
         pending = gr.State("")
-        gr.HTML('<div class="sme-header"><h1>专精特新企业新闻问答</h1>'
-                '<p>基于本地新闻语料检索作答，每个结论都标注来源 [n]，点击可查看原文中的对应句子。</p></div>')
+        # gr.Markdown, not gr.HTML: Gradio 6 evaluates gr.HTML's value with Function(), which the
+        # page's Content-Security-Policy (no 'unsafe-eval', see headers.py) rightly refuses.
+        gr.Markdown('<div class="sme-header"><h1>专精特新企业新闻问答</h1>'
+                    '<p>基于本地新闻语料检索作答，每个结论都标注来源 [n]，点击可查看原文中的对应句子。</p></div>')
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=360):
                 chatbot = gr.Chatbot(
