@@ -52,7 +52,7 @@ class Trap:
         trap = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 trap.hits.append(self.path)
                 self.send_response(204)
                 self.end_headers()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import sme_qa.store as store
+from sme_qa import store
 from sme_qa.errors import IndexDamagedError, IndexWriteError
 from sme_qa.indexing import build_index
 from sme_qa.search import load
@@ -160,7 +160,7 @@ def test_cli_says_damaged_then_plain_index_repairs(tiny):
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "sme_qa", *args], capture_output=True, text=True, env=env,
-                              timeout=300)
+                              timeout=300, check=False)
 
     broken = cli("search", QUESTION, "--vectors", str(vectors))
     assert broken.returncode == 1
@@ -264,7 +264,7 @@ def small_disk(tmp_path):
     disk.mkdir()
     try:
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True,
-                              timeout=10)
+                              timeout=10, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         pytest.skip(f"cannot mount a tmpfs: {exc}")
     if done.returncode != 0:
@@ -272,7 +272,7 @@ def small_disk(tmp_path):
     try:
         yield disk
     finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10)
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10, check=False)
 
 
 def test_real_full_disk_then_read_only_disk(tiny, small_disk):

@@ -41,7 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexDamagedError, IndexLockedError, IndexMismatchError, IndexMissingError, IndexWriteError
+from .errors import (
+    IndexDamagedError,
+    IndexLockedError,
+    IndexMismatchError,
+    IndexMissingError,
+    IndexWriteError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +291,7 @@ def index_lock(vectors: Path) -> Iterator[None]:
     vectors = Path(vectors)
     try:
         vectors.mkdir(parents=True, exist_ok=True)
-        fh = open(vectors / ".lock", "a+")
+        fh = open(vectors / ".lock", "a+")  # noqa: SIM115 - held for the lock's lifetime, closed below
     except OSError as exc:
         raise write_error(exc, vectors, exc.filename or vectors) from None
     try:

@@ -61,7 +61,7 @@ class SecurityHeaders:
                 headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-frame-options"]
                 names = {k.lower() for k, _ in headers}
                 headers += [(k, v) for k, v in COMMON if k not in names]
-                kind = dict((k.lower(), v) for k, v in headers).get(b"content-type", b"")
+                kind = {k.lower(): v for k, v in headers}.get(b"content-type", b"")
                 if b"content-security-policy" in names:
                     pass
                 elif kind.startswith(b"text/html") and b"content-encoding" not in names:
