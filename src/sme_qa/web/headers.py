@@ -55,6 +55,9 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = {}
+        request = dict(scope.get("headers") or ())
+        if b"text/html" in request.get(b"accept", b""):  # a page: its body must stay rewritable
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"]}
 
         async def wrapped(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
