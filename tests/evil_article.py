@@ -20,3 +20,28 @@ url: 'javascript:alert(1)'
 def add_evil_article(corpus: Path) -> None:
     (corpus / "evil").mkdir(exist_ok=True)
     (corpus / "evil" / "script-article.txt").write_text(EVIL, encoding="utf-8")
+
+
+MD_ID = "evil/markdown-title"
+MD_QUESTION = "星辰动力的氢燃料电池堆功率密度达到了多少？"
+
+
+def markdown_article(trap: str) -> str:
+    """An article whose title, publisher and body carry Markdown links and images to ``trap``."""
+    return f"""---
+title: '[官方通知]({trap}/phish) ![t]({trap}/pixel.png) 星辰动力'
+author: '![源]({trap}/source.png)'
+date: 2023-02-01
+url: 'ftp://127.0.0.1/orig'
+tags: ['[标签]({trap}/tag)']
+---
+
+星辰动力公司宣布，其自研的氢燃料电池堆功率密度达到了4.6千瓦每升 ![b]({trap}/body.png) 详见 {trap}/bare 。
+
+该公司表示，这一成果来自五年的持续研发。
+"""
+
+
+def add_markdown_article(corpus: Path, trap: str) -> None:
+    (corpus / "evil").mkdir(exist_ok=True)
+    (corpus / "evil" / "markdown-title.md").write_text(markdown_article(trap), encoding="utf-8")

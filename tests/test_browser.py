@@ -15,7 +15,7 @@ import pytest
 from sme_qa.indexing import build_index
 from sme_qa.search import load
 
-from evil_article import DOC, EVIL_ID, QUESTION, add_evil_article
+from evil_article import DOC, EVIL_ID, MD_ID, MD_QUESTION, QUESTION, add_evil_article, add_markdown_article
 
 pytestmark = pytest.mark.browser
 
@@ -41,8 +41,39 @@ def browser():
         b.close()
 
 
+class Trap:
+    """An HTTP server on 127.0.0.1 that records every request: nothing in the chat may reach it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.hits: list[str] = []
+        trap = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                trap.hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, sample_index):
+def trap():
+    t = Trap()
+    yield t
+    t.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, sample_index, trap):
     from sme_qa.web.server import BackgroundServer, create_app
 
     base = tmp_path_factory.mktemp("browser")
@@ -50,6 +81,7 @@ def site(tmp_path_factory, sample_index):
     shutil.copytree(ROOT / "corpus", corpus)
     shutil.copytree(sample_index, vectors)
     add_evil_article(corpus)
+    add_markdown_article(corpus, trap.url)
     build_index(corpus, vectors)
     searcher = load(vectors)
     with BackgroundServer(create_app(searcher, corpus)) as url:
@@ -67,6 +99,8 @@ class Watch:
         page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         page.on("console", lambda m: self.console.append(m.text))
+        # a Content-Security-Policy violation is reported on the console: the policy broke something
+        page.on("console", lambda m: self.errors.append(m.text) if "Content Security Policy" in m.text else None)
         page.on("request", lambda r: None if r.url.startswith((origin, "data:", "blob:")) else self.external.append(r.url))
 
 
@@ -95,6 +129,7 @@ def test_answer_link_opens_highlighted_sentence(browser, site):
     context, page, watch = new_page(browser, url)
     page.goto(url)
     page.locator("#sme-question textarea").wait_for()
+    assert page.locator(".sme-header h1").inner_text() == "专精特新企业新闻问答"  # rendered under the CSP
     page.screenshot(path=SHOTS / "chat-empty.png")
     ask(page, QUESTION)
 
@@ -172,4 +207,27 @@ def test_script_bearing_article_runs_nothing(browser, site):
     article.wait_for_timeout(300)
     assert watch.dialogs == [] and watch.errors == []
     assert not any("1" == c.strip() for c in watch.console)
+    context.close()
+
+
+def test_markdown_in_article_metadata_renders_as_text(browser, site, trap):
+    """Links and images in a title, publisher or body: shown as text, nothing fetched, only our links live."""
+    url, searcher = site
+    answer = searcher.ask(MD_QUESTION)
+    assert answer.answered and any(c.hit.doc_id == MD_ID for c in answer.citations), answer.text
+    context, page, watch = new_page(browser, url)
+    page.goto(url)
+    ask(page, MD_QUESTION)
+    page.locator(f'#sme-chat a[href*="/articles/{MD_ID}"]').first.wait_for(timeout=30_000)
+    page.locator("#sme-chat .sme-card").first.wait_for()
+    page.wait_for_timeout(500)  # time for any image to be requested
+    chat = page.locator("#sme-chat")
+    text = chat.inner_text()
+    assert "4.6" in text and "[官方通知]" in text and f"{trap.url}/phish" in text  # the title, as text
+    hrefs = chat.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert hrefs and all(h.startswith("/articles/") for h in hrefs), hrefs
+    assert chat.locator("img").count() == 0
+    page.screenshot(path=SHOTS / "chat-markdown-title.png")
+    assert trap.hits == [], trap.hits
+    assert watch.external == [] and not watch.errors and not watch.dialogs
     context.close()

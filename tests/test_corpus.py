@@ -302,3 +302,75 @@ def test_unparseable_date_warns_and_loads(tmp_path, caplog):
     assert articles["a"].date is None and articles["b"].date is None
     assert articles["c"].date == "2022-04-15"
     assert "sometime in spring" in caplog.text and "a.md" in caplog.text
+
+
+# --- the corpus boundary -------------------------------------------------------------------
+
+
+def test_symlinks_out_of_the_corpus_are_never_read(tmp_path):
+    outside = tmp_path / "outside"
+    write(outside, "secret.txt", "---\ntitle: 机密\n---\n机密内容：root:x:0:0 不应被索引。\n")
+    write(outside, "dir/leak.md", GOOD)
+    corpus = tmp_path / "corpus"
+    write(corpus, "good.md", GOOD)
+    write(corpus, "sub/inner.md", GOOD.replace("好文章", "内部文章"))
+    (corpus / "passwd_link.txt").symlink_to(outside / "secret.txt")
+    (corpus / "etc_link.txt").symlink_to("/etc/passwd")
+    (corpus / "dotdot.md").symlink_to("../outside/secret.txt")  # relative, still outside
+    (corpus / "linked_dir").symlink_to(outside / "dir", target_is_directory=True)
+    (corpus / "inner_link.md").symlink_to(corpus / "sub" / "inner.md")  # inside: read, under its own id
+    (corpus / "inner_dir").symlink_to(corpus / "sub", target_is_directory=True)  # not followed: no duplicates
+    write(corpus, ".git/objects/x.md", GOOD)
+    write(corpus, ".hidden/y.txt", GOOD)
+
+    result = load_corpus(corpus)
+    assert sorted(by_id(result)) == ["good", "inner_link", "sub/inner"]
+    assert by_id(result)["inner_link"].title == "内部文章"
+    reasons = {s.location: s.reason for s in result.skipped}
+    assert set(reasons) == {str(corpus / n) for n in ("passwd_link.txt", "etc_link.txt", "dotdot.md", "linked_dir")}
+    assert "outside the corpus folder" in reasons[str(corpus / "passwd_link.txt")]
+    assert "symlinked folder" in reasons[str(corpus / "linked_dir")]
+    assert all("root:x" not in a.text for a in result.articles)
+
+
+def test_a_file_swapped_for_a_symlink_after_the_scan_is_not_followed(tmp_path):
+    corpus = tmp_path / "corpus"
+    path = write(corpus, "a.md", GOOD)
+    (src,), _ = scan(corpus)
+    path.unlink()
+    path.symlink_to("/etc/passwd")
+    with pytest.raises(InputFileError, match="cannot read file"):
+        read_source(src)
+
+
+def test_size_limit_is_a_setting_named_in_the_message(tmp_path, monkeypatch):
+    from sme_qa.settings import Settings
+
+    write(tmp_path, "big.txt", "长文。" * 200_000)  # 1.7 MB
+    monkeypatch.setenv("SME_QA_MAX_FILE_MB", "1")
+    settings = Settings.load()
+    (skip,) = load_corpus(tmp_path, max_bytes=settings.max_file_bytes).skipped
+    assert "1.7 MB > 1.0 MB limit" in skip.reason and "--max-file-mb" in skip.reason and "SME_QA_MAX_FILE_MB" in skip.reason
+    assert len(load_corpus(tmp_path, max_bytes=Settings.load(max_file_mb=2).max_file_bytes).articles) == 1
+    monkeypatch.setenv("SME_QA_MAX_FILE_MB", "lots")
+    with pytest.raises(ValueError, match="SME_QA_MAX_FILE_MB"):
+        Settings.load()
+
+
+def test_cli_reports_each_skipped_file_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    write(tmp_path, "good.md", GOOD)
+    write(tmp_path, "big.txt", "长文。" * 200_000)
+    (tmp_path / "passwd_link.txt").symlink_to("/etc/passwd")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
+    out = subprocess.run([sys.executable, "-m", "sme_qa", "corpus", "--corpus", str(tmp_path), "--max-file-mb", "1"],
+                         capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert sum(str(tmp_path / "big.txt") in line for line in lines) == 1, lines
+    assert sum(str(tmp_path / "passwd_link.txt") in line for line in lines) == 1, lines
+    assert lines[-1] == "1 articles, 2 skipped"
+    assert "good" in out.stdout and "root:" not in out.stdout + out.stderr

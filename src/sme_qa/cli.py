@@ -21,6 +21,8 @@ log = logging.getLogger("sme_qa")
 def _common(p: argparse.ArgumentParser, *, corpus: bool = False, vectors: bool = False) -> None:
     if corpus:
         p.add_argument("--corpus", help="corpus folder or .jsonl file (env SME_QA_CORPUS, default corpus/)")
+        p.add_argument("--max-file-mb", type=float, metavar="MB",
+                       help="skip corpus files (and .jsonl lines) larger than this (env SME_QA_MAX_FILE_MB, default 10)")
     if vectors:
         p.add_argument("--vectors", help="index folder (env SME_QA_VECTORS, default vectors/)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -102,11 +104,6 @@ def _emit(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=1, default=str))
 
 
-def _report_skipped(skipped) -> None:
-    for s in skipped:
-        print(f"warning: skipped {s.location}: {s.reason}", file=sys.stderr)
-
-
 # ---------------------------------------------------------------- commands
 
 
@@ -115,9 +112,8 @@ def cmd_corpus(args) -> int:
     from .corpus import load_corpus
     from .settings import Settings
 
-    settings = Settings.load(corpus=args.corpus)
-    result = load_corpus(settings.corpus)
-    _report_skipped(result.skipped)
+    settings = Settings.load(corpus=args.corpus, max_file_mb=args.max_file_mb)
+    result = load_corpus(settings.corpus, max_bytes=settings.max_file_bytes)  # logs one line per skipped file
     if args.id:
         article = next((a for a in result.articles if a.id == args.id), None)
         if article is None:
@@ -166,9 +162,8 @@ def cmd_index(args) -> int:
 
     summary = build_index(
         args.corpus, args.vectors, model=args.model, rebuild=args.rebuild,
-        index_type=args.index_type, progress=progress_bar(),
-    )
-    _report_skipped(summary.skipped)
+        index_type=args.index_type, progress=progress_bar(), max_file_mb=args.max_file_mb,
+    )  # logs one line per skipped file
     if args.json:
         _emit(summary.to_dict())
     else:
@@ -230,7 +225,7 @@ def cmd_eval(args) -> int:
     report = run_eval(
         args.questions, corpus=args.corpus, vectors=args.vectors,
         ks=[int(x) for x in args.k.split(",")], modes=args.modes.split(","), limit=args.limit,
-        progress=progress_bar(), answers=args.answers,
+        progress=progress_bar(), answers=args.answers, max_file_mb=args.max_file_mb,
     )
     if args.json:
         _emit(report)
@@ -249,7 +244,8 @@ def cmd_serve(args) -> int:
     from .web.server import serve
 
     try:
-        serve(corpus=args.corpus, vectors=args.vectors, host=args.host, port=args.port, auth=args.auth)
+        serve(corpus=args.corpus, vectors=args.vectors, host=args.host, port=args.port, auth=args.auth,
+              max_file_mb=args.max_file_mb)
     except KeyboardInterrupt:  # Ctrl+C is how a server is stopped: not an error
         print("sme-qa: stopped", file=sys.stderr)
     return 0

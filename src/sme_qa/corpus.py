@@ -3,7 +3,9 @@
 Accepted inputs (see ``corpus/README.md``):
 
 * a folder, read recursively in sorted order; hidden files and folders (``.*``) and
-  ``README.*`` files are skipped;
+  ``README.*`` files are skipped; nothing outside the folder is ever read: a symlink
+  (file or folder) that resolves outside it is reported as ``Skipped``, symlinked folders
+  are not followed, and files are opened without following a final symlink;
 * files ending in .md .markdown .txt .html .htm (any case): optional YAML front matter
   between ``---`` lines, then an HTML, Markdown or plain-text body.  Article id = the
   path relative to the root without its suffix (POSIX), e.g. ``000_c01459aaca3a05d0``;
@@ -40,6 +42,8 @@ __all__ = ["MAX_FILE_BYTES", "LoadResult", "Skipped", "SourceFile", "load_corpus
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 10 * 1024 * 1024  # per file; for JSONL, per line (a JSONL corpus may be large)
+# Said in every "too large" message: how to raise the limit.
+LIMIT_HINT = "raise the limit with --max-file-mb N or SME_QA_MAX_FILE_MB"
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".html", ".htm", ".jsonl"})
 # Not loadable, but clearly meant as articles: worth a message rather than silence.
 _DOCUMENT_SUFFIXES = frozenset(".pdf .doc .docx .rtf .odt .wps .json .ndjson .xml .csv .tsv .xhtml .shtml .mhtml .mht "
@@ -66,6 +70,12 @@ class SourceFile:
     rel: str  # POSIX path relative to the corpus root
     size: int
     mtime_ns: int
+    target: Path | None = None  # where a symlink inside the corpus points (opened instead of ``path``)
+
+    @property
+    def real(self) -> Path:
+        """The path that is opened: never a symlink, never outside the corpus root."""
+        return self.target or self.path
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,21 @@ def _source(path: Path, rel: str) -> SourceFile:
     return SourceFile(path=path, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
+def _inside(target: str, root: str) -> bool:
+    return target == root or target.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _outside(path: Path, what: str) -> Skipped:
+    where = os.path.realpath(path)
+    why = f"symlinked {what} pointing outside the corpus folder (to {where}); not read: copy the {what} in instead"
+    return Skipped(str(path), why)
+
+
+def _open(path: Path):
+    """Open a corpus file for reading without following a symlink in its last component."""
+    return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
+
+
 def _unsupported(path: Path) -> Skipped:
     what = f"unsupported file type '{path.suffix.lower()}'; save articles as .txt, .md, .html or JSONL"
     return Skipped(str(path), what + " (see corpus/README.md), or move this file out of the corpus folder")
@@ -101,29 +126,50 @@ def scan(root: Path) -> tuple[list[SourceFile], list[Skipped]]:
     if not root.exists():
         raise CorpusError(f"corpus not found: {root} does not exist; pass an existing folder or .jsonl file")
     if root.is_file():
-        if root.suffix.lower() in ARTICLE_SUFFIXES:
-            return [_source(root, root.name)], []
+        if root.suffix.lower() in ARTICLE_SUFFIXES:  # named by the user: a symlink is followed
+            src = _source(root, root.name)
+            return [SourceFile(root, src.rel, src.size, src.mtime_ns, Path(os.path.realpath(root)))], []
         return [], [_unsupported(root)]
     found: list[SourceFile] = []
     skipped: list[Skipped] = []
+    real_root = os.path.realpath(root)
 
     def on_error(err: OSError) -> None:
         skipped.append(Skipped(str(err.filename), f"cannot list folder: {err.strerror}; check its permissions"))
 
     for folder, dirnames, filenames in os.walk(root, onerror=on_error):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        visible = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = []
+        for d in visible:
+            path = Path(folder, d)
+            if not path.is_symlink():
+                dirnames.append(d)
+            elif not _inside(os.path.realpath(path), real_root):
+                skipped.append(_outside(path, "folder"))
+            else:  # its files are read where they really are, once
+                log.info("%s: symlinked folder inside the corpus, not followed", path)
         for name in sorted(filenames):
             suffix = os.path.splitext(name)[1].lower()
             if name.startswith(".") or name.lower().startswith("readme."):
                 continue
             path = Path(folder, name)
-            if suffix in ARTICLE_SUFFIXES:
-                try:
-                    found.append(_source(path, path.relative_to(root).as_posix()))
-                except OSError as err:
-                    skipped.append(Skipped(str(path), f"cannot read file: {err.strerror}; check it exists and is readable"))
-            elif suffix in _DOCUMENT_SUFFIXES:
+            if suffix not in ARTICLE_SUFFIXES and suffix not in _DOCUMENT_SUFFIXES:
+                continue
+            target = None
+            if path.is_symlink():
+                target = Path(os.path.realpath(path))
+                if not _inside(str(target), real_root):
+                    skipped.append(_outside(path, "file"))
+                    continue
+            if suffix in _DOCUMENT_SUFFIXES:
                 skipped.append(_unsupported(path))
+                continue
+            try:
+                st = (target or path).stat()
+            except OSError as err:
+                skipped.append(Skipped(str(path), f"cannot read file: {err.strerror}; check it exists and is readable"))
+                continue
+            found.append(SourceFile(path, path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns, target))
     found.sort(key=lambda s: s.rel)
     return found, skipped
 
@@ -308,13 +354,13 @@ def read_source(src: SourceFile, *, max_bytes: int = MAX_FILE_BYTES) -> tuple[li
     if src.path.suffix.lower() == ".jsonl":
         return _read_jsonl(src, max_bytes)
     try:
-        with src.path.open("rb") as f:
+        with _open(src.real) as f:
             data = f.read(max_bytes + 1) if src.size <= max_bytes else b""
     except OSError as err:
         raise InputFileError(location, f"cannot read file: {err.strerror}; check it exists and is readable") from None
     if src.size > max_bytes or len(data) > max_bytes:
         size = _mb(max(src.size, len(data)))
-        raise InputFileError(location, f"file too large ({size} > {_mb(max_bytes)} limit); split it or raise the limit")
+        raise InputFileError(location, f"file too large ({size} > {_mb(max_bytes)} limit); split it or {LIMIT_HINT}")
     text = decode(data, location).replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise InputFileError(location, "empty file; write the article into it or remove it")
@@ -330,7 +376,7 @@ def _read_jsonl(src: SourceFile, max_bytes: int) -> tuple[list[Article], list[Sk
     articles: list[Article] = []
     skipped: list[Skipped] = []
     try:
-        with src.path.open("rb") as f:
+        with _open(src.real) as f:
             if b"\x00" in f.read(8192):
                 raise InputFileError(location, "binary file (contains NUL bytes), not JSON Lines; export it as UTF-8")
             f.seek(0)
@@ -339,7 +385,7 @@ def _read_jsonl(src: SourceFile, max_bytes: int) -> tuple[list[Article], list[Sk
                     continue
                 try:
                     if len(line) > max_bytes:
-                        raise InputFileError(f"{location}:{number}", f"line too long (> {_mb(max_bytes)}); split it")
+                        raise InputFileError(f"{location}:{number}", f"line too long (> {_mb(max_bytes)}); split it or {LIMIT_HINT}")
                     articles.append(_jsonl_article(line, f"{location}:{number}"))
                 except InputFileError as err:
                     skipped.append(Skipped(err.location, err.reason))

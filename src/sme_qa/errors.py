@@ -7,6 +7,10 @@ class SmeQaError(Exception):
     """Base class: the CLI prints ``str(error)`` as one line and exits non-zero."""
 
 
+class SettingsError(SmeQaError, ValueError):
+    """A setting (option or SME_QA_* variable) has an unusable value."""
+
+
 class CorpusError(SmeQaError):
     """The corpus as a whole cannot be used (missing folder, duplicate ids, nothing loadable)."""
 
@@ -30,6 +34,15 @@ class IndexMissingError(SmeQaError):
 
 class IndexMismatchError(SmeQaError):
     """The index on disk was built with another model, dimension or format."""
+
+
+class IndexDamagedError(IndexMismatchError):
+    """A file of the live index is missing, truncated or not what the manifest says; plain
+    ``sme-qa index`` rebuilds it."""
+
+
+class IndexWriteError(SmeQaError):
+    """The index could not be written (disk full, no permission, read-only); the old one is intact."""
 
 
 class IndexLockedError(SmeQaError):

@@ -80,6 +80,7 @@ def run_eval(
     progress: Progress | None = None,
     searcher=None,
     answers: bool = False,
+    max_file_mb: float | None = None,
 ) -> dict[str, Any]:
     from .indexing import build_index
     from .search import Searcher
@@ -90,7 +91,7 @@ def run_eval(
     corpus_path, vectors_path = _resolve(path, corpus, vectors, benchmark)
     summary = None
     if searcher is None:
-        summary = build_index(corpus_path, vectors_path, progress=progress)
+        summary = build_index(corpus_path, vectors_path, progress=progress, max_file_mb=max_file_mb)
         searcher = Searcher(Settings.load(corpus=corpus_path, vectors=vectors_path))
     answerable = [r for r in rows if r.get("gold_pids") or r.get("docs")]
     depth = max(max(ks), 10)

@@ -25,7 +25,7 @@ import numpy as np
 from . import __version__
 from .chunking import ChunkSettings, chunk_article
 from .corpus import Skipped, SourceFile, read_source, scan
-from .errors import InputFileError, SmeQaError
+from .errors import IndexDamagedError, IndexWriteError, InputFileError, SmeQaError
 from .lexical import TermTable, Tokenizer, corpus_vocabulary, count_matrix
 from .records import Article, Chunk
 from .settings import Settings
@@ -37,8 +37,10 @@ from .store import (
     load_generation,
     read_manifest,
     remove_stale,
+    salvage_vectors,
     write_generation,
 )
+from .vector_cache import VectorCache
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,9 @@ SMALL_BATCH = 100
 # The dense leg embeds the chunk text alone: prepending the title measurably did not help
 # (bench/tune_title.py, README "What gets embedded").  BM25 indexes title + text.
 TITLE_CONTEXT = False
+# New vectors are embedded and kept in the vector cache this many at a time, so a run that
+# fails later (a full disk, Ctrl+C) loses at most one slice of embedding work.
+CACHE_SLICE = 4096
 
 
 @dataclass(frozen=True)
@@ -119,9 +124,10 @@ def build_index(
     chunking: ChunkSettings | None = None,
     progress: Progress | None = None,
     embedder=None,
+    max_file_mb: float | None = None,
 ) -> IndexSummary:
     """Bring the index in ``vectors`` up to date with ``corpus``; see the module docstring."""
-    settings = Settings.load(corpus=corpus, vectors=vectors, model=model)
+    settings = Settings.load(corpus=corpus, vectors=vectors, model=model, max_file_mb=max_file_mb)
     chunking = chunking or ChunkSettings()
     started = time.perf_counter()
     with index_lock(settings.vectors):
@@ -129,22 +135,25 @@ def build_index(
 
 
 def _previous(settings: Settings, config: dict[str, Any], rebuild: bool):
-    if rebuild:
+    if rebuild:  # re-embed everything: not even a failed run's vectors are reused
+        VectorCache(settings.vectors).clear()
         return None
     try:
         manifest = read_manifest(settings.vectors)
+        if manifest.get("config") != config:
+            log.info("index settings changed; rebuilding from scratch")
+            return None
+        return load_generation(settings.vectors)
+    except IndexDamagedError as exc:
+        log.warning("%s: rebuilding it now", str(exc).split("; run `")[0])
+        salvaged = salvage_vectors(settings.vectors)
+        if salvaged is not None and salvaged[0] == settings.model and salvaged[2]:
+            model, fingerprint, rows = salvaged
+            VectorCache(settings.vectors).add(model, fingerprint, list(rows), np.stack(list(rows.values())))
     except SmeQaError as exc:
         if (settings.vectors / "manifest.json").exists():
             log.warning("%s; rebuilding from scratch", exc)
-        return None
-    if manifest.get("config") != config:
-        log.info("index settings changed; rebuilding from scratch")
-        return None
-    try:
-        return load_generation(settings.vectors)
-    except SmeQaError as exc:
-        log.warning("%s; rebuilding from scratch", exc)
-        return None
+    return None
 
 
 def _update(settings, chunking, rebuild, index_type, progress, embedder, started) -> IndexSummary:
@@ -167,7 +176,7 @@ def _update(settings, chunking, rebuild, index_type, progress, embedder, started
         if got is None:
             changed_any = True
             try:
-                got, line_skips = read_source(src)
+                got, line_skips = read_source(src, max_bytes=settings.max_file_bytes)
                 skipped.extend(line_skips)
             except InputFileError as exc:
                 if prev is not None:
@@ -176,7 +185,7 @@ def _update(settings, chunking, rebuild, index_type, progress, embedder, started
                 else:
                     skipped.append(Skipped(exc.location, exc.reason))
                     continue
-            stamp["sha1"] = _file_sha1(src.path)
+            stamp["sha1"] = _file_sha1(src.real)
         else:
             stamp["sha1"] = prev["sha1"]
         kept = []
@@ -195,6 +204,7 @@ def _update(settings, chunking, rebuild, index_type, progress, embedder, started
         log.warning("skipped %s: %s", s.location, s.reason)
     if not changed_any:
         remove_stale(settings.vectors, old.manifest["generation"])  # what a killed indexer left
+        VectorCache(settings.vectors).clear()
         return IndexSummary(
             vectors=str(settings.vectors),
             articles_unchanged=len(articles),
@@ -212,7 +222,7 @@ def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dic
         return None
     same = prev["size"] == src.size and prev["mtime_ns"] == src.mtime_ns
     if not same and prev["size"] == src.size:
-        same = _file_sha1(src.path) == prev["sha1"]
+        same = _file_sha1(src.real) == prev["sha1"]
     return [Article.from_dict(old_docs[i]) for i in prev["docs"]] if same else None
 
 
@@ -237,30 +247,43 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
             old_rows.setdefault(c["input_hash"], row)
     reuse = [old_rows.get(h) for h in input_hashes]
     todo = [i for i, r in enumerate(reuse) if r is None]
+    cache = VectorCache(settings.vectors)
+    cached_fp, cached = cache.load(settings.model)
     if embedder is None:
-        embedder = _embedder(settings, len({input_hashes[i] for i in todo}))
+        embedder = _embedder(settings, len({input_hashes[i] for i in todo if input_hashes[i] not in cached}))
     if old is not None and old.manifest.get("fingerprint") != embedder.fingerprint:
         log.info("the embedding weights changed; re-embedding everything")
         old, reuse, todo = None, [None] * len(chunks), list(range(len(chunks)))
         embedder = _embedder(settings, len(todo))
+    if cached_fp != embedder.fingerprint:
+        cached = {}
     vectors = np.zeros((len(chunks), embedder.dimension), dtype=np.float32)
+    from_cache = 0
     if old is not None and len(todo) < len(chunks):
         previous = all_vectors(old.index)
         keep = [i for i, r in enumerate(reuse) if r is not None]
         vectors[keep] = previous[[reuse[i] for i in keep]]
     if todo:
-        # identical inputs (a paragraph reposted under the same title) are embedded once
+        # identical inputs (a paragraph reposted under the same title) are embedded once;
+        # vectors computed by an earlier run that failed to write are taken from the cache
         first: dict[str, int] = {}
         for i in todo:
             first.setdefault(input_hashes[i], i)
-        unique = list(first.values())
-        log.info("embedding %d chunks with %s (%d reused)", len(unique), embedder.backend, len(chunks) - len(todo))
-        done = embedder.embed_passages(
-            [inputs[i] for i in unique],
-            progress=(lambda d, t: progress("embedding", d, t)) if progress else None,
-        )
-        row_of = {input_hashes[i]: j for j, i in enumerate(unique)}
-        vectors[todo] = done[[row_of[input_hashes[i]] for i in todo]]
+        row_of: dict[str, np.ndarray] = {h: cached[h] for h in first if h in cached}
+        from_cache = sum(input_hashes[i] in row_of for i in todo)
+        unique = [i for h, i in first.items() if h not in row_of]
+        log.info("embedding %d chunks with %s (%d reused, %d from the cache of a failed run)",
+                 len(unique), embedder.backend, len(chunks) - len(todo), len(row_of))
+        for lo in range(0, len(unique), CACHE_SLICE):
+            part = unique[lo : lo + CACHE_SLICE]
+            done = embedder.embed_passages(
+                [inputs[i] for i in part],
+                progress=(lambda d, t, lo=lo: progress("embedding", lo + d, len(unique))) if progress else None,
+            )
+            hashes = [input_hashes[i] for i in part]
+            cache.add(settings.model, embedder.fingerprint, hashes, done)
+            row_of.update(zip(hashes, done))
+        vectors[todo] = np.stack([row_of[input_hashes[i]] for i in todo])
 
     # -- lexical: counts reused for unchanged inputs unless a new vocabulary word occurs in them
     vocab_old = set(old.lexical["vocabulary"]) if old is not None else set()
@@ -312,7 +335,15 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
         "documents": _doc_chunk_hashes(doc_rows, chunk_rows),
     }
     lexical = {"terms": table.terms, "vocabulary": sorted(vocabulary), **config["lexical"]}
-    write_generation(settings.vectors, manifest, index, chunk_rows, doc_rows, tf, lexical)
+    try:
+        write_generation(settings.vectors, manifest, index, chunk_rows, doc_rows, tf, lexical)
+    except IndexWriteError as exc:
+        kept = len(cached) + cache.kept
+        if kept:
+            raise IndexWriteError(f"{exc}; the {kept} embeddings computed are kept in {cache.dir}/ "
+                                  "so the retry does not compute them again") from None
+        raise
+    cache.clear()
     reused = len(chunks) - len(todo)
     return IndexSummary(
         vectors=str(settings.vectors),
@@ -320,8 +351,8 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
         articles_changed=changed,
         articles_removed=removed,
         articles_unchanged=len(doc_rows) - added - changed,
-        chunks_embedded=len(todo),
-        chunks_reused=reused,
+        chunks_embedded=len(todo) - from_cache,
+        chunks_reused=reused + from_cache,
         chunks_removed=(len(old.chunks) - reused) if old is not None else 0,
         chunks_total=len(chunks),
         seconds=round(time.perf_counter() - started, 3),

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from .errors import SettingsError
+
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 
 _ENV = {
@@ -20,6 +22,7 @@ _ENV = {
     "llm_model": "SME_QA_LLM_MODEL",
     "llm_api_key": "SME_QA_LLM_API_KEY",
     "llm_timeout": "SME_QA_LLM_TIMEOUT",
+    "max_file_mb": "SME_QA_MAX_FILE_MB",
 }
 
 
@@ -41,6 +44,11 @@ class Settings:
     llm_model: str | None = None
     llm_api_key: str | None = None
     llm_timeout: float = 60.0
+    max_file_mb: float = 10.0  # per corpus file (per line of a .jsonl file)
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 2**20)
 
     @classmethod
     def load(cls, **overrides: object) -> Settings:
@@ -65,4 +73,12 @@ def _coerce(name: str, value: object) -> object:
         return int(value)  # type: ignore[arg-type]
     if name == "llm_timeout":
         return float(value)  # type: ignore[arg-type]
+    if name == "max_file_mb":
+        try:
+            mb = float(value)  # type: ignore[arg-type]
+        except ValueError:
+            mb = -1.0
+        if not mb > 0:
+            raise SettingsError(f"max file size {value!r} (--max-file-mb / SME_QA_MAX_FILE_MB) must be a number of MB above 0")
+        return mb
     return value

@@ -14,18 +14,26 @@ Layout of a vectors directory::
 
 A writer builds a new generation directory, fsyncs it, then ``os.replace``s
 ``manifest.json``; older generations are removed afterwards.  A crash at any moment
-leaves the previous manifest pointing at a complete generation.  No pickle anywhere.
+leaves the previous manifest pointing at a complete generation; a failed write (full
+disk, no permission) removes the partial generation at once.  No pickle anywhere.
+
+A reader checks every file of the generation against the manifest and the others; any
+missing, truncated or inconsistent file is an ``IndexDamagedError`` naming the index and
+the command that rebuilds it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexLockedError, IndexMismatchError, IndexMissingError
+from .errors import (
+    IndexDamagedError,
+    IndexLockedError,
+    IndexMismatchError,
+    IndexMissingError,
+    IndexWriteError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +56,19 @@ MANIFEST = "manifest.json"
 # Above this many vectors an HNSW index is chosen automatically: exact search costs
 # ~16 ms at 100k and ~230 ms at 1M vectors on 2 cores (see bench/bench_retrieval.py).
 HNSW_THRESHOLD = 200_000
+GENERATION_FILES = ("index.faiss", "chunks.jsonl", "documents.jsonl", "lexical.npz", "lexical.json")
+_GENERATION_NAME = re.compile(r"g-[\w-]+")
+# What the readers use; a manifest or row without one of these is damaged, not merely old.
+_MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
+    "generation": str, "config": dict, "fingerprint": str, "dimension": int, "counts": dict, "sources": dict,
+}
+_CHUNK_KEYS = frozenset({"id", "doc_id", "text", "hash", "input_hash", "lexical_hash", "paragraphs", "start", "end"})
+_SOURCE_KEYS = frozenset({"size", "mtime_ns", "sha1", "docs"})
+_DOCUMENT_KEYS = frozenset({"id", "title", "paragraphs"})
+_LEXICAL_KEYS: dict[str, type | tuple[type, ...]] = {"terms": list, "vocabulary": list, "k1": (int, float), "b": (int, float)}
+# Everything reading a damaged file can raise (numpy, scipy, zipfile, faiss and json included).
+_READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError,
+                zipfile.BadZipFile)
 
 
 def _faiss():
@@ -129,9 +156,9 @@ def read_manifest(vectors: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise IndexMismatchError(
-            f"{path} is unreadable ({exc}): run `sme-qa index --rebuild --vectors {vectors}`"
-        ) from exc
+        raise damaged(vectors, f"{MANIFEST} is unreadable ({_short(exc)})") from None
+    if not isinstance(manifest, dict):
+        raise damaged(vectors, f"{MANIFEST} is not a JSON object")
     version = manifest.get("format")
     if version != FORMAT_VERSION:
         newer = isinstance(version, int) and version > FORMAT_VERSION
@@ -139,7 +166,29 @@ def read_manifest(vectors: Path) -> dict[str, Any]:
             f"{path} has index format {version}, this sme-qa reads format {FORMAT_VERSION}: "
             + ("upgrade sme-qa" if newer else f"run `sme-qa index --rebuild --vectors {vectors}`")
         )
+    for key, kind in _MANIFEST_KEYS.items():
+        if not isinstance(manifest.get(key), kind):
+            raise damaged(vectors, f"{MANIFEST} lacks {key!r}" if key not in manifest else f"{MANIFEST} has a bad {key!r}")
+    if not _GENERATION_NAME.fullmatch(manifest["generation"]):
+        raise damaged(vectors, f"{MANIFEST} names no valid generation ({manifest['generation'][:40]!r})")
+    if not isinstance(manifest["config"].get("model"), str):
+        raise damaged(vectors, f"{MANIFEST} names no model")
+    if not all(isinstance(v, dict) and _SOURCE_KEYS <= v.keys() for v in manifest["sources"].values()):
+        raise damaged(vectors, f"{MANIFEST} has source entries without size, time, hash or articles")
     return manifest
+
+
+def damaged(vectors: Path, what: str) -> IndexDamagedError:
+    """The one-line error for a damaged index: which index, what is wrong, what to run."""
+    return IndexDamagedError(
+        f"the index in {vectors}/ is damaged: {what}; run `sme-qa index --vectors {vectors}` to rebuild it from the corpus"
+    )
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as a short phrase on one line (faiss messages span a C++ stack)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "…"
 
 
 def manifest_stamp(vectors: Path) -> tuple[int, int] | None:
@@ -169,22 +218,68 @@ def load_generation(vectors: Path) -> Generation:
     vectors = Path(vectors)
     manifest = read_manifest(vectors)
     gdir = vectors / manifest["generation"]
+    current = None
     try:
-        index = _faiss().read_index(str(gdir / "index.faiss"))
-        chunks = read_jsonl(gdir / "chunks.jsonl")
-        documents = read_jsonl(gdir / "documents.jsonl")
-        tf = sp.load_npz(gdir / "lexical.npz").tocsr()
-        lexical = json.loads((gdir / "lexical.json").read_text(encoding="utf-8"))
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise IndexMismatchError(
-            f"index files in {gdir} are damaged ({exc}): run `sme-qa index --rebuild --vectors {vectors}`"
-        ) from exc
-    if index.ntotal != len(chunks) or tf.shape[0] != len(chunks):
-        raise IndexMismatchError(
-            f"{gdir}: {index.ntotal} vectors, {len(chunks)} chunks and {tf.shape[0]} lexical rows disagree: "
-            f"run `sme-qa index --rebuild --vectors {vectors}`"
-        )
+        for current in GENERATION_FILES:
+            if not (gdir / current).is_file():
+                raise damaged(vectors, f"{gdir.name}/{current} is missing")
+        current = "index.faiss"
+        index = _faiss().read_index(str(gdir / current))
+        current = "chunks.jsonl"
+        chunks = read_jsonl(gdir / current)
+        current = "documents.jsonl"
+        documents = read_jsonl(gdir / current)
+        current = "lexical.npz"
+        tf = sp.load_npz(gdir / current).tocsr()
+        current = "lexical.json"
+        lexical = json.loads((gdir / current).read_text(encoding="utf-8"))
+        problem = _inconsistency(manifest, index, chunks, documents, tf, lexical)
+    except IndexDamagedError:
+        raise
+    except _READ_ERRORS as exc:
+        raise damaged(vectors, f"{gdir.name}/{current} is unreadable ({_short(exc)})") from None
+    if problem:
+        raise damaged(vectors, f"{gdir.name}: {problem}")
     return Generation(manifest, index, chunks, documents, tf, lexical)
+
+
+def salvage_vectors(vectors: Path) -> tuple[str, str, dict[str, np.ndarray]] | None:
+    """(model, fingerprint, input hash → vector) from a damaged generation whose vectors and chunk
+    table still agree, so rebuilding it does not embed those chunks again; None when they do not."""
+    try:
+        manifest = json.loads((Path(vectors) / MANIFEST).read_text(encoding="utf-8"))
+        name, model, fingerprint = manifest["generation"], manifest["config"]["model"], manifest["fingerprint"]
+        if not (isinstance(name, str) and _GENERATION_NAME.fullmatch(name) and isinstance(fingerprint, str)):
+            return None
+        index = _faiss().read_index(str(Path(vectors) / name / "index.faiss"))
+        chunks = read_jsonl(Path(vectors) / name / "chunks.jsonl")
+        if index.ntotal != len(chunks) or index.d != manifest.get("dimension"):
+            return None
+        rows = all_vectors(index)
+        return model, fingerprint, {c["input_hash"]: v for c, v in zip(chunks, rows)}
+    except _READ_ERRORS:
+        return None
+
+
+def _inconsistency(manifest, index, chunks, documents, tf, lexical) -> str | None:
+    """What makes the loaded files unusable together, or None."""
+    if index.d != manifest["dimension"]:
+        return f"index.faiss has dimension {index.d}, the manifest says {manifest['dimension']}"
+    if index.ntotal != len(chunks) or tf.shape[0] != len(chunks):
+        return (f"index.faiss holds {index.ntotal} vectors, chunks.jsonl {len(chunks)} chunks and lexical.npz "
+                f"{tf.shape[0]} rows: they disagree")
+    if not all(isinstance(c, dict) and _CHUNK_KEYS <= c.keys() for c in chunks):
+        return "chunks.jsonl has rows without the fields of a chunk"
+    if not all(isinstance(d, dict) and _DOCUMENT_KEYS <= d.keys() for d in documents):
+        return "documents.jsonl has rows without the fields of an article"
+    ids = {d["id"] for d in documents}
+    if not all(c["doc_id"] in ids for c in chunks):
+        return "chunks.jsonl names articles that documents.jsonl does not hold"
+    if not isinstance(lexical, dict) or not all(isinstance(lexical.get(k), t) for k, t in _LEXICAL_KEYS.items()):
+        return "lexical.json lacks the term list, vocabulary or BM25 parameters"
+    if tf.shape[1] != len(lexical["terms"]):
+        return f"lexical.npz has {tf.shape[1]} terms, lexical.json {len(lexical['terms'])}"
+    return None
 
 
 # ---------------------------------------------------------------- writing
@@ -194,8 +289,11 @@ def load_generation(vectors: Path) -> Generation:
 def index_lock(vectors: Path) -> Iterator[None]:
     """Hold the indexer lock; a second indexer gets IndexLockedError at once (no waiting)."""
     vectors = Path(vectors)
-    vectors.mkdir(parents=True, exist_ok=True)
-    fh = open(vectors / ".lock", "a+")
+    try:
+        vectors.mkdir(parents=True, exist_ok=True)
+        fh = open(vectors / ".lock", "a+")  # noqa: SIM115 - held for the lock's lifetime, closed below
+    except OSError as exc:
+        raise write_error(exc, vectors, exc.filename or vectors) from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -205,13 +303,64 @@ def index_lock(vectors: Path) -> Iterator[None]:
             raise IndexLockedError(
                 f"{vectors}/ is being indexed by {holder}; wait for it to finish (or stop it) and run again"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+        except OSError as exc:
+            raise write_error(exc, vectors, vectors / ".lock") from None
         yield
     finally:
         fh.close()  # closing releases the flock; the kernel also does on any death
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+def write_error(exc: OSError, vectors: Path, path: Path | str, needed: int | None = None) -> IndexWriteError:
+    """One line for a failed index write: the path, why, what to do (and the space needed on a full disk)."""
+    again = "and run `sme-qa index` again; the previous index is untouched"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f", {_mb(shutil.disk_usage(vectors).free)} free"
+        except OSError:
+            free = ""
+        need = f": the new index needs about {_mb(needed)}{free}" if needed else ""
+        return IndexWriteError(f"no space left on the disk to write {path}{need}; free some space "
+                               f"(or point --vectors elsewhere) {again}")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return IndexWriteError(f"permission denied writing {path}: make {vectors}/ writable "
+                               f"(or point --vectors elsewhere) {again}")
+    if exc.errno == errno.EROFS:
+        return IndexWriteError(f"cannot write {path}: read-only file system; point --vectors at a writable folder {again}")
+    return IndexWriteError(f"cannot write {path}: {exc.strerror or _short(exc)}; {again}")
+
+
+def estimate_bytes(index, chunks: list[dict[str, Any]], documents: list[dict[str, Any]], tf, extra: int = 0) -> int:
+    """About how many bytes a generation of these parts takes on disk (a little more than it does)."""
+    n, d = index.ntotal, index.d
+    kind = index_kind(index)
+    size = 4 * n * d + (n * (2 * 32 * 4 + 32) if kind == "hnsw" else 8 * n if kind == "ivf" else 0)
+    for rows in (chunks, documents):
+        sample = rows[:: max(1, len(rows) // 500)]
+        if sample:
+            per_row = sum(len(json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode()) + 1 for r in sample)
+            size += per_row * len(rows) // len(sample)
+    size += tf.data.nbytes + tf.indices.nbytes + tf.indptr.nbytes
+    return int((size + extra) * 1.02) + 64 * 1024  # headers, zip directories, file-system blocks
+
+
+def write_faiss(index, path: Path) -> None:
+    """``faiss.write_index`` through a Python file, so a full disk is an OSError with its errno."""
+    faiss = _faiss()
+    with open(path, "wb") as fh:
+        writer = faiss.PyCallbackIOWriter(fh.write)
+        try:
+            faiss.write_index(index, writer)
+        finally:
+            del writer
 
 
 def _fsync_dir(path: Path) -> None:
@@ -231,31 +380,58 @@ def write_generation(
     tf,
     lexical: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write a complete new generation and commit it by replacing the manifest.  Call under index_lock."""
+    """Write a complete new generation and commit it by replacing the manifest.  Call under index_lock.
+
+    Raises ``IndexWriteError`` (one line: path, cause, space needed) when the disk is full or
+    not writable; whatever was written of the new generation is removed at once and the
+    previous manifest and generation stay as they were.  A disk that cannot hold the
+    estimated size is refused before anything is written.
+    """
     import scipy.sparse as sp
 
     vectors = Path(vectors)
     name = f"g-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     gdir = vectors / name
-    gdir.mkdir(parents=True)
-    _faiss().write_index(index, str(gdir / "index.faiss"))
-    write_jsonl(gdir / "chunks.jsonl", chunks)
-    write_jsonl(gdir / "documents.jsonl", documents)
-    sp.save_npz(gdir / "lexical.npz", tf.tocsr(), compressed=False)
-    (gdir / "lexical.json").write_text(json.dumps(lexical, ensure_ascii=False), encoding="utf-8")
-    for f in gdir.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir(gdir)
-
     manifest = {"format": FORMAT_VERSION, "generation": name, **manifest}
+    manifest_text = json.dumps(manifest, ensure_ascii=False, indent=1)
+    lexical_text = json.dumps(lexical, ensure_ascii=False)
+    needed = estimate_bytes(index, chunks, documents, tf, len(manifest_text.encode()) + len(lexical_text.encode()))
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(vectors).free < needed:
+            raise write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), vectors, gdir, needed)
     tmp = vectors / f".{MANIFEST}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, ensure_ascii=False, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, vectors / MANIFEST)
-    _fsync_dir(vectors)
+    path: Path = gdir
+    try:
+        gdir.mkdir(parents=True)
+        path = gdir / "index.faiss"
+        write_faiss(index, path)
+        path = gdir / "chunks.jsonl"
+        write_jsonl(path, chunks)
+        path = gdir / "documents.jsonl"
+        write_jsonl(path, documents)
+        path = gdir / "lexical.npz"
+        sp.save_npz(path, tf.tocsr(), compressed=False)
+        path = gdir / "lexical.json"
+        path.write_text(lexical_text, encoding="utf-8")
+        for path in sorted(gdir.iterdir()):
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+        path = gdir
+        _fsync_dir(gdir)
+        path = tmp
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(manifest_text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        path = vectors / MANIFEST
+        os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(gdir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise write_error(exc, vectors, path, needed) from None
+    with contextlib.suppress(OSError):  # committed: a failing directory fsync cannot undo that
+        _fsync_dir(vectors)
     remove_stale(vectors, keep=name)
     return manifest
 

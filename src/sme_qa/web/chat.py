@@ -37,14 +37,56 @@ _STAGES = {"embedding": "嵌入新段落", "tokenising": "分词"}
 _MODE_LABELS = [("混合检索（推荐）", "hybrid"), ("语义检索", "dense"), ("关键词检索", "lexical")]
 
 
+INTERNAL = "内部错误，请查看服务器日志。"
+MAX_K = 20
+
+
+def check_question(question: object) -> str:
+    if not isinstance(question, str):
+        raise QueryError(f"问题 question 必须是文本，收到的是 {_kind(question)}")
+    if not question.strip():
+        raise QueryError("问题是空的：请输入一个问题，例如 我国已培育了多少家专精特新“小巨人”企业？")
+    return question.strip()
+
+
+def check_k(k: object) -> int:
+    """1…20 passages; accepts an int, an integral float (Gradio sliders send 5.0) or digits."""
+    value: object = k
+    if isinstance(k, str) and k.strip().isdigit():
+        value = int(k.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_K:
+        raise QueryError(f"引用段落数 k 必须是 1 到 {MAX_K} 之间的整数，收到的是 {_kind(k)}")
+    return value
+
+
+def check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise QueryError(f"未知的检索方式 mode：{_kind(mode)}；可选 {'、'.join(MODES)}")
+    return str(mode)
+
+
+def _text(value: object, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise QueryError(f"{what} 必须是文本，如 \"2022-05-01\"、\"2022-05\" 或 \"2022\"，收到的是 {_kind(value)}")
+
+
+def _kind(value: object) -> str:
+    """A value as a user sees it in a message: short, never a Python type name alone."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
 def date_bound(raw: str | None, *, upper: bool) -> str | None:
     """``"2022"``/``"2022-5"``/``"2022-05-01"`` → an ISO bound (upper bounds extend to the period's end)."""
     raw = (raw or "").strip().replace("/", "-").replace(".", "-")
     if not raw:
         return None
     m = _DATE.match(raw)
-    if not m or not (m.group(2) is None or 1 <= int(m.group(2)) <= 12):
-        raise QueryError(f"日期格式不对：{raw!r}，请写成 2022-05-01、2022-05 或 2022")
+    if not m or not (m.group(2) is None or 1 <= int(m.group(2)) <= 12) or not (m.group(3) is None or 1 <= int(m.group(3)) <= 31):
+        raise QueryError(f"日期格式不对：{_kind(raw)}，请写成 2022-05-01、2022-05 或 2022")
     year, month, day = m.group(1), m.group(2), m.group(3)
     if month is None:
         return f"{year}-12-31" if upper else f"{year}-01-01"
@@ -97,7 +139,8 @@ class ChatService:
 
             progress(0, desc="扫描语料")
             try:
-                summary = build(self.corpus, self.searcher.settings.vectors, progress=report)
+                summary = build(self.corpus, self.searcher.settings.vectors, progress=report,
+                                max_file_mb=self.searcher.settings.max_file_mb)
             except IndexLockedError:
                 return "另一个索引进程（例如命令行的 `sme-qa index`）正在更新索引，请稍后再试；问答照常使用当前索引。"
             except SmeQaError as exc:
@@ -116,16 +159,28 @@ class ChatService:
 
     # ------------------------------------------------------------ answers
 
-    def _options(self, k: float, mode: str, date_from: str | None, date_to: str | None) -> dict[str, Any]:
-        if mode not in MODES:
-            raise QueryError(f"未知的检索方式 {mode!r}")
-        return {"k": max(1, min(20, int(k))), "mode": mode,
-                "date_from": date_bound(date_from, upper=False), "date_to": date_bound(date_to, upper=True)}
+    def _options(self, k: object, mode: object, date_from: object, date_to: object) -> dict[str, Any]:
+        """Checked options; a bad one is a ``QueryError`` with a Chinese message (UI and API alike)."""
+        return {"k": check_k(k), "mode": check_mode(mode),
+                "date_from": date_bound(_text(date_from, "起始日期 date_from"), upper=False),
+                "date_to": date_bound(_text(date_to, "截止日期 date_to"), upper=True)}
 
     def ask(self, question: str, k: int = 5, mode: str = "hybrid", date_from: str = "", date_to: str = "") -> dict:
         """Answer ``question`` from the corpus: text with [n] markers, answered flag, citations."""
-        self.refresh()
-        answer = self.searcher.ask(question, **self._options(k, mode, date_from, date_to))
+        try:
+            options = self._options(k, mode, date_from, date_to)
+            question = check_question(question)
+            self.refresh()
+            answer = self.searcher.ask(question, **options)
+        except QueryError as exc:  # the caller's mistake: one line at INFO, the message to the caller
+            log.info("rejected /ask: %s", exc)
+            raise gr.Error(str(exc), print_exception=False) from None
+        except SmeQaError as exc:  # the server's (index, LLM): its one line, said to the caller too
+            log.error("/ask failed: %s", exc)
+            raise gr.Error(str(exc), print_exception=False) from None
+        except Exception:
+            log.exception("/ask failed for %r", question)
+            raise gr.Error(INTERNAL, print_exception=False) from None
         return answer_payload(answer)
 
     def respond(self, question: str, history: list, k: float, mode: str, date_from: str, date_to: str
@@ -143,11 +198,15 @@ class ChatService:
                 yield [*history, *map(_assistant, answer_messages(final, final=False))]
             if final is not None:
                 yield [*history, *map(_assistant, answer_messages(final, final=True))]
+        except QueryError as exc:
+            log.info("rejected question: %s", exc)
+            yield [*history, _assistant(error_message(str(exc)))]
         except SmeQaError as exc:
+            log.error("answering failed: %s", exc)
             yield [*history, _assistant(error_message(str(exc)))]
         except Exception:  # noqa: BLE001 - the chat must say something; the log keeps the traceback
             log.exception("answering %r failed", question)
-            yield [*history, _assistant(error_message("内部错误，请查看服务器日志。"))]
+            yield [*history, _assistant(error_message(INTERNAL))]
 
     def examples(self, n: int = 4, pool: int = 40) -> list[str]:
         """Example questions from the newest ``pool`` articles (cheap on a large index)."""
@@ -183,8 +242,10 @@ def build_blocks(service: ChatService) -> gr.Blocks:
     examples = service.examples()
     with gr.Blocks(title="专精特新企业新闻问答", analytics_enabled=False) as demo:
         pending = gr.State("")
-        gr.HTML('<div class="sme-header"><h1>专精特新企业新闻问答</h1>'
-                '<p>基于本地新闻语料检索作答，每个结论都标注来源 [n]，点击可查看原文中的对应句子。</p></div>')
+        # gr.Markdown, not gr.HTML: Gradio 6 evaluates gr.HTML's value with Function(), which the
+        # page's Content-Security-Policy (no 'unsafe-eval', see headers.py) rightly refuses.
+        gr.Markdown('<div class="sme-header"><h1>专精特新企业新闻问答</h1>'
+                    '<p>基于本地新闻语料检索作答，每个结论都标注来源 [n]，点击可查看原文中的对应句子。</p></div>')
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=360):
                 chatbot = gr.Chatbot(

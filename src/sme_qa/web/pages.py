@@ -68,7 +68,7 @@ def csp(nonce: str) -> str:
     return (
         "default-src 'none'; "
         f"style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
-        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 
 

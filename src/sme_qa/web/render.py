@@ -4,6 +4,12 @@ Every piece of corpus text (answer sentences, titles, excerpts, publishers) is
 HTML-escaped here before it reaches a chat message; Gradio's own sanitiser
 (``sanitize_html=True``) is a second wall, not the first.  ``[n]`` markers become
 links to the citation's article page, opened in a new tab so the chat stays.
+
+The answer text is Markdown that carries article text (titles, publishers, quotes,
+excerpts, LLM output), so everything in it that could make a link, an image or HTML
+is made inert: brackets and backslashes are escaped, ``<``/``&`` become entities and
+bare URLs and e-mail addresses (GFM autolinks) are broken with a backslash.  The only
+live links in a message are the app's own ``[n]`` citations and source cards.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ __all__ = [
     "answer_payload",
     "error_message",
     "excerpt_html",
+    "inert_markdown",
     "linked_text",
     "pending_message",
 ]
@@ -29,6 +36,8 @@ __all__ = [
 _MARKER = re.compile(r"\[(\d{1,3})\]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~])")
 _NEWLINES = re.compile(r"\s*\n\s*")
+_LINK_SYNTAX = re.compile(r"[\\\[\]`]")  # links, images, reference definitions, code spans
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(?=://)|(?<=\bwww)(?=\.)|(?=@)")  # GFM bare URLs and e-mails
 EXCERPT_CHARS = 90  # context kept on each side of the cited sentence in a source card
 
 
@@ -39,7 +48,12 @@ def _html(text: str) -> str:
 
 def _md_text(text: str) -> str:
     """Corpus text made inert for Markdown + HTML: escaped, Markdown punctuation backslashed."""
-    return _MD_SPECIAL.sub(r"\\\1", escape(text, quote=False))
+    return _AUTOLINK.sub("\\\\", _MD_SPECIAL.sub(r"\\\1", escape(text, quote=False)))
+
+
+def inert_markdown(text: str) -> str:
+    """Markdown that cannot make a link, an image or HTML: emphasis and lists stay, the rest is text."""
+    return _AUTOLINK.sub("\\\\", _LINK_SYNTAX.sub(lambda m: "\\" + m.group(), escape(text, quote=False)))
 
 
 def _link(href: str) -> str:
@@ -68,9 +82,9 @@ def linked_text(answer: Answer) -> str:
 
 
 def _escape_answer(text: str) -> str:
-    # Answer text is Markdown written by answer.py (bold, lists) around corpus sentences:
-    # keep its Markdown, neutralise any HTML in it.
-    return escape(text, quote=False)
+    # Answer text is Markdown written by answer.py (paragraphs, lists) around article text
+    # (titles, publishers, quotes; all of an LLM's output): keep its structure, nothing live.
+    return inert_markdown(text)
 
 
 def excerpt_html(citation: Citation) -> str:

@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from ..errors import CorpusError, IndexLockedError, SmeQaError
 from ..search import Searcher
 from ..settings import Settings
+from .headers import SecurityHeaders
 from .pages import article_html, csp, new_nonce, not_found_html, parse_hl
 
 __all__ = ["BackgroundServer", "create_app", "ensure_index", "parse_auth", "serve"]
@@ -54,16 +55,31 @@ def parse_auth(auth: str | None) -> tuple[str, str] | None:
 
 
 class BasicAuth:
-    """HTTP basic auth in front of everything (chat, API, article pages).  Pure ASGI, so SSE streams pass."""
+    """HTTP basic auth in front of everything (chat, API, article pages).  Pure ASGI, so SSE streams pass.
+
+    ``gradio_client.Client(url, auth=(user, password))`` logs in by POSTing the form fields
+    ``username`` and ``password`` to ``/login``; that request is answered here with a
+    session cookie (HttpOnly, SameSite=Strict) which is accepted like the basic header.
+    """
+
+    COOKIE = b"sme-qa-session"
 
     def __init__(self, app: ASGIApp, user: str, password: str) -> None:
         self.app = app
+        self._user, self._password = user.encode(), password.encode()
         self._expected = base64.b64encode(f"{user}:{password}".encode())
+        self._session = secrets.token_urlsafe(32).encode()  # per process: a restart logs everyone out
 
     def _ok(self, scope: Scope) -> bool:
-        header = dict(scope.get("headers") or ()).get(b"authorization", b"")
-        scheme, _, value = header.partition(b" ")
-        return scheme.lower() == b"basic" and secrets.compare_digest(value.strip(), self._expected)
+        headers = dict(scope.get("headers") or ())
+        scheme, _, value = headers.get(b"authorization", b"").partition(b" ")
+        if scheme.lower() == b"basic" and secrets.compare_digest(value.strip(), self._expected):
+            return True
+        for part in headers.get(b"cookie", b"").split(b";"):
+            name, _, token = part.strip().partition(b"=")
+            if name == self.COOKIE and secrets.compare_digest(token, self._session):
+                return True
+        return False
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] not in ("http", "websocket") or self._ok(scope):
@@ -72,11 +88,37 @@ class BasicAuth:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        body = "需要登录 (authentication required)".encode()
-        await send({"type": "http.response.start", "status": 401, "headers": [
-            (b"www-authenticate", b'Basic realm="sme-qa", charset="UTF-8"'),
-            (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        if scope["method"] == "POST" and scope["path"] == "/login":
+            await self._login(receive, send)
+            return
+        await _plain(send, 401, "需要登录 (authentication required)",
+                     [(b"www-authenticate", b'Basic realm="sme-qa", charset="UTF-8"')])
+
+    async def _login(self, receive: Callable, send: Callable) -> None:
+        from urllib.parse import parse_qs
+
+        body = b""
+        while len(body) <= 8192:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        form = parse_qs(body.decode("utf-8", "replace")) if len(body) <= 8192 else {}
+        user = (form.get("username") or [""])[0].encode()
+        password = (form.get("password") or [""])[0].encode()
+        if secrets.compare_digest(user, self._user) & secrets.compare_digest(password, self._password):
+            cookie = self.COOKIE + b"=" + self._session + b"; HttpOnly; SameSite=Strict; Path=/"
+            await _plain(send, 200, "ok", [(b"set-cookie", cookie)])
+        else:
+            log.info("failed login for user %r", user.decode("utf-8", "replace")[:40])
+            await _plain(send, 401, "用户名或密码错误 (invalid credentials)")
+
+
+async def _plain(send: Callable, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = text.encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        *(headers or []), (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def is_loopback(host: str) -> bool:
@@ -93,6 +135,10 @@ def is_loopback(host: str) -> bool:
 
 def create_app(searcher: Searcher, corpus: Path, *, auth: tuple[str, str] | None = None) -> FastAPI:
     """The FastAPI app: ``/articles/{doc_id}``, ``/healthz``, and the Gradio chat at ``/``."""
+    # Gradio recomputes a pandas summary of its last 10,000 events after every event (for its
+    # monitoring page, unused here): at 24 clients that cost more than the answers themselves.
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(10**9))
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "100")
     import gradio as gr
 
     from .chat import ChatService, build_blocks
@@ -134,6 +180,7 @@ def create_app(searcher: Searcher, corpus: Path, *, auth: tuple[str, str] | None
     )
     if auth is not None:
         app.add_middleware(BasicAuth, user=auth[0], password=auth[1])
+    app.add_middleware(SecurityHeaders)  # outermost: the 401 answers get the headers too
     return app
 
 
@@ -151,7 +198,7 @@ def ensure_index(settings: Settings, progress: Callable[[str, int, int], None] |
             return
         raise CorpusError(f"no corpus at {settings.corpus} and no index at {settings.vectors}: pass --corpus DIR")
     try:
-        summary = build_index(settings.corpus, settings.vectors, progress=progress)
+        summary = build_index(settings.corpus, settings.vectors, progress=progress, max_file_mb=settings.max_file_mb)
     except IndexLockedError:
         if not manifest.exists():
             raise
@@ -201,14 +248,14 @@ def _warm(searcher: Searcher) -> None:
 
 
 def serve(corpus: Path | str | None = None, vectors: Path | str | None = None, host: str | None = None,
-          port: int | None = None, auth: str | None = None) -> None:
+          port: int | None = None, auth: str | None = None, max_file_mb: float | None = None) -> None:
     """Index if needed, then serve the chat and article pages until interrupted."""
     from ..cli import progress_bar
 
     # OpenMP threads that busy-wait make a short query embedding take seconds instead of
     # milliseconds on a loaded machine (bench/bench_startup.py); must be set before the engine loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    settings = Settings.load(corpus=corpus, vectors=vectors, host=host, port=port, auth=auth)
+    settings = Settings.load(corpus=corpus, vectors=vectors, host=host, port=port, auth=auth, max_file_mb=max_file_mb)
     credentials = parse_auth(settings.auth)
     if not is_loopback(settings.host) and credentials is None:
         log.warning("serving on %s without authentication: anyone who can reach it can use it "
