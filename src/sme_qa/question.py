@@ -56,6 +56,10 @@ _NUM = r"\d+(?:\.\d+)?|[零一二两三四五六七八九十百千万亿]+"
 UNIT = r"%|‰|(?:万|亿|千|百)?(?:家|个|项|名|人|天|年|倍|元|款|类|次|件|台|吨|所|座|条|位|户|份|亿|万)"
 QUANTITY = re.compile(rf"(?P<num>{_NUM})\s*(?:多|余)?(?P<unit>{UNIT})")
 _HOW_MANY = re.compile(rf"(?:多少|几)\s*(?P<unit>{UNIT})?")
+# 「多少钱」「奖励多少」: the amount asked for is money.
+_MONEY = re.compile(r"多少钱|多少资金|多少经费|多少元|金额|奖励多少|补贴多少|资助多少|售价|价格|营业收入|营收|净利润|利润是多少|注册资本")
+# Specific figures a question names (「2023年」, 「第二批」): a passage without them cannot answer it.
+_PINNED = re.compile(r"\d{4}年|第[一二三四五六七八九十百\d]+[批届次期季]")
 # Input that asks nothing: no Han character and no Latin word of two or more letters once
 # symbols, emoji, punctuation and invisible characters are gone; or something that reads as
 # code (SQL, markup) rather than a question.
@@ -144,6 +148,9 @@ def analyse(question: str, tokens: Sequence[str], idf: Idf, tag: Tag = lambda w:
         before = DELIM.split(match_form(text[: m.start()]))[-1]
         target = tuple(t for t in terms if t[0] in (after or before)) or terms
     form = match_form(text)
+    if unit is None and _MONEY.search(text):
+        unit = "元"
+    names = tuple(dict.fromkeys(names + tuple(match_form(m) for m in _PINNED.findall(text))))
     national = any(s in form for s in NATIONAL_SCOPE)
     left, right = wh_context(form)
     return Question(text, not has_han(text), question_kind(text), terms, names, target, unit, national, places,

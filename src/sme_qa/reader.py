@@ -285,7 +285,7 @@ def _logit(p: float) -> float:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))))
 
 
 # ------------------------------------------------------------ the model
@@ -347,7 +347,7 @@ class Model:
 @functools.lru_cache(maxsize=1)
 def shipped_model() -> Model:
     """The model in the package (``sme_qa/models/reader.json``), read on first use."""
-    text = resources.files("sme_qa").joinpath("models", MODEL_FILE).read_text(encoding="utf-8")
+    text = resources.files("sme_qa").joinpath("models").joinpath(MODEL_FILE).read_text(encoding="utf-8")
     return Model.from_dict(json.loads(text))
 
 
@@ -384,4 +384,19 @@ def read(q: Question, hits: Sequence[Hit], corpus: CorpusView, model: Model | No
     order = sorted(range(len(candidates)), key=lambda i: (bool(mismatch[i]), -candidates[i].score, candidates[i].passage,
                                                           candidates[i].start))
     ranked = tuple(candidates[i] for i in order)
-    return Reading(ranked, p, p >= threshold, evidence)
+    return Reading(ranked, p, p >= threshold and shape_ok(q, ranked[0]), evidence)
+
+
+def shape_ok(q: Question, best: Candidate) -> bool:
+    """A question asking for an amount or a date is not answered by a sentence that holds none
+    (beyond what the question itself says); one asking 多少家 / 多少钱 needs that unit."""
+    if q.kind not in ("number", "date"):
+        return True
+    form = match_form(best.quote)
+    qform = match_form(q.text)
+    found = [m.group(0) for m in ANSWER_SHAPES[q.kind].finditer(form) if m.group(0) not in qform]
+    if not found:
+        return False
+    if q.kind == "number" and q.unit:
+        return any(f.endswith(q.unit) or f.rstrip("以上左右余多").endswith(q.unit) for f in found)
+    return True

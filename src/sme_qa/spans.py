@@ -132,7 +132,10 @@ def span_features(q: Question, sentence: str, spans: Sequence[tuple[int, int]], 
         word_starts.append(i)
         pos = i + len(w)
     boundary = [bool(_BOUNDARY.fullmatch(ch)) for ch in sentence]
-    in_q = [ch in qchars for ch in text]
+    in_q = [0]
+    for ch in text:  # prefix sums: characters of the question up to each offset
+        in_q.append(in_q[-1] + (ch in qchars))
+    occurrences = list(zip(starts, ends))
     n = len(sentence)
     kind_row = [float(q.kind == k) for k in KINDS] + [float(q.kind is None)]
     group_cache: dict[str, str] = {}
@@ -148,8 +151,8 @@ def span_features(q: Question, sentence: str, spans: Sequence[tuple[int, int]], 
         at_start = s == 0 or boundary[s - 1]
         at_end = e == n or boundary[e]
         row = [
-            sum(in_q[s:e]) / max(e - s, 1),
-            float(any(t in form for t in terms)),
+            (in_q[e] - in_q[s]) / max(e - s, 1),
+            float(any(s <= a and b <= e for a, b in occurrences)),
             float(is_shape),
             float(is_shape and q.kind == "number"),
             float(is_shape and q.kind == "date"),
