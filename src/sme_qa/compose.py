@@ -34,6 +34,8 @@ CONFLICT_RATIO = 0.5
 # A sentence that only says who said the quote before it: 「……”，工信部部长金壮龙表示。」
 _ATTRIBUTION = re.compile(r"(?:表示|说|指出|介绍|称|透露|强调|认为|坦言|告诉记者|说道|谈到)[。！!.]?$")
 ATTRIBUTION_MAX = 80
+# A target or plan (再培育3000家以上, 到2025年要实现…) is another measure than a count reached so far.
+_PLANNED = re.compile(r"准备|计划|目标|力争|预计|将要|将会|到20\d\d年|再培育|要推动|要实现")
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,8 @@ def find_conflict(question: Question, candidates: Sequence[Candidate],
     amount in the unit asked for (多少家 → 家).  Two offers are the same measure when the units
     agree and what they count overlaps (idf-weighted Jaccard ≥ ½), and the same subject when
     they name the same places and the same names of the question (北京's 1141 and 青岛's 97 are
-    different facts, not a conflict)."""
+    different facts, not a conflict), and both state a count reached or both a plan
+    (「再培育3000家以上」 is a target beside 「已培育8997家」, not a disagreement)."""
     if question.kind != "number" or not candidates:
         return []
     best = candidates[0]
@@ -191,9 +194,9 @@ def find_conflict(question: Question, candidates: Sequence[Candidate],
     _, (_, unit, about, _) = offers[best.hit.doc_id]
     weight = dict(question.terms)
 
-    def subject(c: Candidate) -> tuple[frozenset[str], frozenset[str]]:
+    def subject(c: Candidate) -> tuple[frozenset[str], frozenset[str], bool]:
         form = match_form(c.quote)
-        return places(c.quote), frozenset(n for n in question.names if n in form)
+        return places(c.quote), frozenset(n for n in question.names if n in form), bool(_PLANNED.search(form))
 
     mine = subject(best)
     same = [

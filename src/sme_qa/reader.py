@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -387,16 +388,18 @@ def read(q: Question, hits: Sequence[Hit], corpus: CorpusView, model: Model | No
     return Reading(ranked, p, p >= threshold and shape_ok(q, ranked[0]), evidence)
 
 
+_ANY_NUMBER = re.compile(r"\d|[一二两三四五六七八九十百千万亿]")
+_ANY_DATE = re.compile(r"\d|[年月日]|今年|去年|明年|近日|年初|年底|世纪|年代")
+
+
 def shape_ok(q: Question, best: Candidate) -> bool:
-    """A question asking for an amount or a date is not answered by a sentence that holds none
-    (beyond what the question itself says); one asking 多少家 / 多少钱 needs that unit."""
+    """A question asking for an amount or a date is not answered by a sentence that holds no
+    number or date word at all; one asking 多少钱 needs money (元), 多少家 that unit."""
     if q.kind not in ("number", "date"):
         return True
     form = match_form(best.quote)
-    qform = match_form(q.text)
-    found = [m.group(0) for m in ANSWER_SHAPES[q.kind].finditer(form) if m.group(0) not in qform]
-    if not found:
+    if not (_ANY_NUMBER if q.kind == "number" else _ANY_DATE).search(form):
         return False
-    if q.kind == "number" and q.unit:
-        return any(f.endswith(q.unit) or f.rstrip("以上左右余多").endswith(q.unit) for f in found)
+    if q.kind == "number" and q.unit == "元":
+        return "元" in form
     return True
