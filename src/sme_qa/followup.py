@@ -130,6 +130,7 @@ _NOUNISH = frozenset({"n", "nr", "nrt", "nrfg", "ns", "nt", "nz", "nw", "j", "en
 _PLACE_TAGS = frozenset({"ns"})
 _PLACE_WORDS = re.compile(r"^(?:全国|我国|中国|国内|全球|国家|各地|全省|全市|北方|南方)$|[省市县区州]$")
 _REGION = re.compile(r"^(?:全国|我国|中国|国内|全球|国家|各地|全省|全市|北方|南方|东部|西部|中部)$")
+_LEVEL = re.compile(r"(?:市|省|区|县)级")
 _ORG_WORDS = re.compile(r"(?:公司|集团|企业|平台|基地|协会|大学|研究院|委员会|部|局|厅|汇)$")
 # jieba tags these as nouns, but in a question they are the predicate
 _PREDICATE_WORDS = frozenset({"首创", "首倡", "董事长", "总裁", "部长", "主任", "负责人", "目标", "数量", "总数",
@@ -234,7 +235,7 @@ _ZH_AMONG = re.compile(r"^(?:那么|那)?其中(?P<rest>.*)$", re.DOTALL)
 _ZH_ELLIPSIS = re.compile(r"^(?:那么|那|而|还有|再说说|说说|换成|如果是|要是)?(?:在)?(?P<x>[^？?，,。]{1,24}?)(?:的情况|的呢|呢|怎么样|如何)\s*[？?]?$")
 _ZH_WHO_SAID = re.compile(r"^(?:这|这句话|这话|这个说法|这些|那)?(?:是)?(?:谁|哪位|什么人|哪个部门|哪家(?:机构|媒体)?)(?:说|讲|提出|表示|透露|介绍|披露|发布|公布)(?:的)?\s*[？?]?$")
 # a question with no subject of its own opens with the predicate
-_ZH_NO_SUBJECT = re.compile(r"^(?:是|在|有|还|又|也|共|一共|总共|排|位居|位列|被|从|于|由|将|会|能|要|已|已经|曾|属于|来自|成立于|位于|达到|获得|入选|哪一?年|何时|什么时候|多少|几|为什么|为何|怎么|如何)")
+_ZH_NO_SUBJECT = re.compile(r"^(?:截至|截止|是|在|有|还|又|也|共|一共|总共|排|位居|位列|被|从|于|由|将|会|能|要|已|已经|曾|属于|来自|成立于|位于|达到|获得|入选|哪一?年|何时|什么时候|多少|几|为什么|为何|怎么|如何)")
 _ZH_WHO_IS = re.compile(r"^(?P<x>.+?)(?:是谁|是哪位|叫什么(?:名字)?)")
 
 
@@ -259,6 +260,14 @@ def _person_after(x: str, answers: str) -> str:
 def _referent(prev: Turn, *, person: bool) -> str:
     """What a pronoun in the next question stands for."""
     if person:
+        # a person named in the previous question: its subject when that holds the name
+        # (「田玉龙说…」), else the name itself (「工信部部长金壮龙说…」 → 金壮龙)
+        names = [w for w, t in words(prev.question) if t.startswith("nr") and len(w) > 1]
+        subject = _subject(prev.question)
+        if names and subject and any(n in subject for n in names):
+            return subject
+        if names:
+            return names[0]
         who = _ZH_WHO_IS.match(prev.question)
         if who:
             x = who.group("x").rstrip(_STOP_TAIL)
@@ -328,9 +337,11 @@ def _replace_slot(prev: str, x: str) -> str:
             rest = x[x.index(place) + len(place):].lstrip("的")
             suffix = old[-1] if old[-1] in "省市" and place[-1] not in "省市" and len(old) > 2 and not rest.startswith(old[-1]) else ""
             out = prev.replace(old, place + suffix + (rest if len(rest) < 2 else ""), 1)
+            if not _LEVEL.search(x):  # 市级/省级 belonged to the old place: 北京市级… → 青岛…
+                out = _LEVEL.sub("", out.replace(place + suffix + "级", place, 1))
             return out if len(rest) < 2 else out.rstrip("？?") + f"（{x}）？"
     asked = _ASKED_NP.search(prev)
-    if asked and kind not in ("place", "person") and (not kind or asked.group("np")[-2:] == x[-2:]):
+    if asked and kind not in ("place", "person") and asked.group("np")[-2:] == x[-2:]:
         return prev[: asked.start("np")] + x + prev[asked.end("np") :]
     subject = _subject(prev)
     if subject and (not kind or _kind(subject) in (kind, "")):
