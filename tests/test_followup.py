@@ -170,3 +170,15 @@ def _cache() -> Path:
     from sme_qa.settings import Settings
 
     return Settings.load().cache_dir
+
+
+def test_cli_shows_what_was_understood(sample_searcher, capsys):
+    from sme_qa.cli import _print_answer
+
+    history = chat("海创汇首创的是什么创业模式？", "「海创汇首创“有根创业”模式。」[1]")
+    _print_answer(sample_searcher.ask("它已经孵化出多少家上市公司？", history=history, llm=False))
+    out = capsys.readouterr().out
+    assert out.startswith("(按“海创汇已经孵化出多少家上市公司？”理解)\n") and "5家上市公司" in out
+    english = chat("Which entrepreneurship model did Haichuanghui pioneer?", "“海创汇首创“有根创业”模式。” [1]")
+    _print_answer(sample_searcher.ask("How many listed companies has it incubated?", history=english, llm=False))
+    assert capsys.readouterr().out.startswith('(Understood as "How many listed companies has Haichuanghui incubated?")')
