@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IndexMismatchError, QueryError, SmeQaError
-from .fusion import convex, minmax, rrf
+from .fusion import convex, dense_weight, minmax, rrf, signals
 from .records import Answer, Article, Hit, article_link
 from .settings import Settings
 from .store import Generation, load_generation, manifest_stamp, search_faiss
@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 MODES = ("hybrid", "dense", "lexical")
 FUSIONS = ("convex", "rrf")
 # Fusion defaults, chosen with bench/tune_fusion.py on ../shared/eval (README "Retrieval
-# quality"): min-max normalised scores, 0.4 dense + 0.6 lexical, over each leg's top 50,
-# beat the better single leg on every set; equal-weight RRF lost to BM25 on all three.
+# quality"): min-max normalised scores over each leg's top 50, weighted per question by
+# ``fusion.dense_weight`` (fitted there); equal-weight RRF lost to BM25 on the written sets.
+# WEIGHTS is what a one-leg or explicitly weighted call falls back to.
 DEPTH = 50
 WEIGHTS = {"dense": 0.4, "lexical": 0.6}
 RRF_K = 60.0
@@ -259,6 +260,9 @@ class Searcher:
         if fusion == "rrf":
             fused = rrf({leg: rows for leg, (rows, _) in legs.items()}, weights or {}, k=rrf_k)
         else:
+            if weights is None and len(legs) == 2:
+                w = dense_weight(signals(question, list(zip(*legs["dense"])), list(zip(*legs["lexical"]))))
+                weights = {"dense": w, "lexical": 1.0 - w}
             fused = convex({leg: minmax(scores) for leg, scores in score_of.items()}, weights or WEIGHTS)
         hits: list[Hit] = []
         seen_text: set[str] = set()
