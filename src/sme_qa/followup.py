@@ -111,6 +111,11 @@ def _pos():
     return jieba.posseg.POSTokenizer(tokenizer)
 
 
+def warm() -> None:
+    """Load the tagger now (a second or more), so the first follow-up is answered at full speed."""
+    _pos()
+
+
 def words(text: str) -> list[tuple[str, str]]:
     """(word, part-of-speech tag) pairs; quoted spans “…” 《…》 「…」 stay one word tagged ``q``."""
     out: list[tuple[str, str]] = []
