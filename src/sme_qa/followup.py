@@ -463,9 +463,8 @@ def _resolve_en(question: str, history: list[Turn]) -> Resolution:
 
 def resolve(question: str, history: Sequence[dict[str, str]] | Sequence[Turn] = ()) -> Resolution:
     """The standalone form of ``question`` given the conversation ``history`` (messages or turns)."""
-    past = list(history)
-    if past and not isinstance(past[0], Turn):
-        past = turns(check_history(past))
+    given = list(history)
+    past = [t for t in given if isinstance(t, Turn)] if given and isinstance(given[0], Turn) else turns(check_history(given))
     if not past or not question or not question.strip():
         return Resolution(question, False)
     # earlier follow-ups first, so that 「它…」 two turns on still finds its subject
