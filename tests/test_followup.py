@@ -182,3 +182,49 @@ def test_cli_shows_what_was_understood(sample_searcher, capsys):
     english = chat("Which entrepreneurship model did Haichuanghui pioneer?", "“海创汇首创“有根创业”模式。” [1]")
     _print_answer(sample_searcher.ask("How many listed companies has it incubated?", history=english, llm=False))
     assert capsys.readouterr().out.startswith('(Understood as "How many listed companies has Haichuanghui incubated?")')
+
+
+def test_llm_condenses_a_follow_up_and_bad_condensations_fall_back(tmp_path):
+    """A real chat-completions server on 127.0.0.1: its standalone question is used; an answer
+    instead of a question (with [n] markers) is rejected for the offline rewrite."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from sme_qa.search import Searcher
+    from sme_qa.settings import Settings
+
+    replies = {"/good/v1/chat/completions": "海创汇累计孵化了多少家上市公司？",
+               "/answers/v1/chat/completions": "海创汇已孵化出5家上市公司。[1]"}
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps({"choices": [{"message": {"content": replies[self.path]}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        history = chat("海创汇首创的是什么创业模式？", "「海创汇首创“有根创业”模式。」[1]")
+        port = server.server_address[1]
+
+        def searcher(path: str) -> Searcher:
+            return Searcher(Settings.load(vectors=tmp_path, llm_base_url=f"http://127.0.0.1:{port}/{path}/v1", llm_model="m"))
+
+        assert searcher("good").understand("它已经孵化出多少家上市公司？", history) == "海创汇累计孵化了多少家上市公司？"
+        assert "它已经孵化出多少家上市公司？" in seen[-1]["messages"][-1]["content"]
+        assert searcher("answers").understand("它已经孵化出多少家上市公司？", history) == "海创汇已经孵化出多少家上市公司？"
+        asked = len(seen)
+        assert searcher("good").understand("海创汇首创的是什么创业模式？", history) == "海创汇首创的是什么创业模式？"
+        assert searcher("good").understand("它已经孵化出多少家上市公司？", history, llm=False) == "海创汇已经孵化出多少家上市公司？"
+        assert len(seen) == asked, "a standalone question, or llm=False, asks no LLM"
+    finally:
+        server.shutdown()
