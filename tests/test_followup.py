@@ -228,3 +228,23 @@ def test_llm_condenses_a_follow_up_and_bad_condensations_fall_back(tmp_path):
         assert len(seen) == asked, "a standalone question, or llm=False, asks no LLM"
     finally:
         server.shutdown()
+
+
+def test_chat_history_is_read_back_as_plain_messages():
+    """What the chat shows (the 「按…理解」 line, escaped Markdown, source cards) is read back
+    as the question typed and the answer's text with its quotes."""
+    from sme_qa.records import Answer
+    from sme_qa.web.render import answer_messages, history_messages
+
+    shown = Answer("它已经孵化出多少家上市公司？", "据《海创汇》：「海创汇已孵化出5家上市公司。」[1]",
+                   understood="海创汇已经孵化出多少家上市公司？")
+    rendered = answer_messages(shown)
+    assert "按“海创汇已经孵化出多少家上市公司？”理解" in rendered[0]
+    chat_value = [{"role": "user", "content": [{"type": "text", "text": "海创汇首创的是什么创业模式？"}]},
+                  *({"role": "assistant", "content": m} for m in rendered),
+                  {"role": "assistant", "content": '<div class="sme-sources"><div>来源</div>「不要」</div>'}]
+    back = history_messages(chat_value)
+    assert back[0] == {"role": "user", "content": "海创汇首创的是什么创业模式？"}
+    assert len(back) == 2 and back[1]["role"] == "assistant"
+    assert "理解" not in back[1]["content"] and "不要" not in back[1]["content"]
+    assert "「海创汇已孵化出5家上市公司。」" in back[1]["content"]
