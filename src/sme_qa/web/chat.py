@@ -27,7 +27,13 @@ import gradio as gr
 from ..errors import IndexLockedError, QueryError, SmeQaError
 from ..search import MODES, Searcher
 from .examples import example_questions
-from .render import answer_messages, answer_payload, error_message, history_messages, pending_message
+from .render import (
+    answer_messages,
+    answer_payload,
+    error_message,
+    history_messages,
+    pending_message,
+)
 
 __all__ = ["ChatService", "build_blocks"]
 
