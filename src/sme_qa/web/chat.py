@@ -2,7 +2,9 @@
 
 Endpoints (all named, usable with ``gradio_client``):
 
-* ``/ask`` — ``ask(question, k=5, mode="hybrid", date_from="", date_to="")`` → structured answer;
+* ``/ask`` — ``ask(question, k=5, mode="hybrid", date_from="", date_to="", history=None)`` →
+  structured answer; ``history`` is the conversation so far as a JSON list of
+  ``{"role": "user"|"assistant", "content": …}`` messages (or a JSON string of one);
 * ``/update_index`` — the 「更新索引」 button: incremental ``build_index``, then ``refresh()``;
 * ``/index_status`` — one line about the live index.
 
@@ -25,7 +27,13 @@ import gradio as gr
 from ..errors import IndexLockedError, QueryError, SmeQaError
 from ..search import MODES, Searcher
 from .examples import example_questions
-from .render import answer_messages, answer_payload, error_message, pending_message
+from .render import (
+    answer_messages,
+    answer_payload,
+    error_message,
+    history_messages,
+    pending_message,
+)
 
 __all__ = ["ChatService", "build_blocks"]
 
@@ -165,13 +173,15 @@ class ChatService:
                 "date_from": date_bound(_text(date_from, "起始日期 date_from"), upper=False),
                 "date_to": date_bound(_text(date_to, "截止日期 date_to"), upper=True)}
 
-    def ask(self, question: str, k: int = 5, mode: str = "hybrid", date_from: str = "", date_to: str = "") -> dict:
-        """Answer ``question`` from the corpus: text with [n] markers, answered flag, citations."""
+    def ask(self, question: str, k: int = 5, mode: str = "hybrid", date_from: str = "", date_to: str = "",
+            history: list[dict[str, str]] | str | None = None) -> dict:
+        """Answer ``question`` from the corpus: text with [n] markers, answered flag, citations.
+        ``history``: the conversation so far (messages, or their JSON), so follow-ups are understood."""
         try:
             options = self._options(k, mode, date_from, date_to)
             question = check_question(question)
             self.refresh()
-            answer = self.searcher.ask(question, **options)
+            answer = self.searcher.ask(question, history=_parse_history(history), **options)
         except QueryError as exc:  # the caller's mistake: one line at INFO, the message to the caller
             log.info("rejected /ask: %s", exc)
             raise gr.Error(str(exc), print_exception=False) from None
@@ -193,8 +203,11 @@ class ChatService:
         try:
             self.refresh()
             options = self._options(k, mode, date_from, date_to)
+            past = history_messages(history)
+            if past and past[-1] == {"role": "user", "content": question}:
+                past = past[:-1]  # the question itself, just added by _submit
             final = None
-            for final in self.searcher.ask_stream(question, **options):
+            for final in self.searcher.ask_stream(question, history=past, **options):
                 yield [*history, *map(_assistant, answer_messages(final, final=False))]
             if final is not None:
                 yield [*history, *map(_assistant, answer_messages(final, final=True))]
@@ -218,6 +231,20 @@ class ChatService:
         except SmeQaError as exc:
             log.warning("no example questions: %s", exc)
             return []
+
+
+def _parse_history(history: list | str | None) -> list | None:
+    """The API's ``history``: a list of messages, or that list as a JSON string ("" = none)."""
+    if isinstance(history, str):
+        if not history.strip():
+            return None
+        import json
+
+        try:
+            history = json.loads(history)
+        except ValueError as exc:
+            raise QueryError(f"history is not JSON ({exc}): pass a list of {{\"role\", \"content\"}} messages") from exc
+    return history
 
 
 def _assistant(content: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..compose import NEAR_EN, NEAR_ZH
+from ..followup import understood_note
 from ..records import Answer, Citation, Hit
 from .pages import safe_url
 
@@ -28,6 +29,7 @@ __all__ = [
     "answer_payload",
     "error_message",
     "excerpt_html",
+    "history_messages",
     "inert_markdown",
     "linked_text",
     "pending_message",
@@ -156,13 +158,15 @@ def answer_messages(answer: Answer, *, final: bool = True) -> list[str]:
     """The assistant's messages: the answer (plain Markdown, so 「复制」 copies readable text) and,
     once final, the source cards; a refusal is one boxed message with its near misses."""
     notice = f'\n\n<div class="sme-notice">{_html(answer.notice)}</div>' if answer.notice else ""
+    note = understood_note(answer)
+    understood = f'<div class="sme-understood">{_html(note)}</div>\n\n' if note else ""
     if not answer.answered:
-        message = _boxed("sme-refusal", "未找到可靠答案", _escape_answer(refusal_text(answer))) + notice
+        message = understood + _boxed("sme-refusal", "未找到可靠答案", _escape_answer(refusal_text(answer))) + notice
         if final and answer.near_misses:
             items = "".join(_near_miss(h) for h in answer.near_misses)
             message += f'\n\n<div class="sme-near"><div class="sme-near-head">可能相关（并非答案）</div><ul>{items}</ul></div>'
         return [message]
-    messages = [linked_text(answer) + notice]
+    messages = [understood + linked_text(answer) + notice]
     if final and answer.citations:
         cards = "".join(_card(c) for c in answer.citations)
         messages.append(f'<div class="sme-sources"><div class="sme-sources-head">来源</div>{cards}</div>')
@@ -190,6 +194,7 @@ def answer_payload(answer: Answer) -> dict[str, Any]:
         "answered": answer.answered,
         "mode": answer.mode,
         "notice": answer.notice,
+        "understood": answer.understood,
         "citations": [
             {
                 "number": c.number,
@@ -211,3 +216,35 @@ def answer_payload(answer: Answer) -> dict[str, Any]:
         ],
         "timings": dict(answer.timings),
     }
+
+
+_TAG = re.compile(r"<[^>]+>")
+_DROPPED = re.compile(r'^\s*<(?:div|span) class="sme-(?:sources|pending|refusal sme-error)')
+_DROPPED_BLOCK = re.compile(r'<div class="sme-(?:understood|notice|near)">.*?</div>(?:</ul></div>)?', re.DOTALL)
+_MD_LINK = re.compile(r"\[\\\[(\d+)\\\]\]\([^)]*\)")
+
+
+def history_messages(chat: list) -> list[dict[str, str]]:
+    """The chat's messages as plain ``{"role", "content"}`` text for ``Searcher.ask(history=…)``:
+    the user's questions as typed and each answer's text (markup, source cards, notices and
+    the 「按…理解」 line removed; consecutive assistant messages joined)."""
+    from html import unescape
+
+    out: list[dict[str, str]] = []
+    for message in chat or ():
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            continue
+        content = message.get("content")
+        if isinstance(content, list):  # multimodal form: [{"type": "text", "text": …}, …]
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        if not isinstance(content, str):
+            continue
+        if message["role"] == "assistant":
+            if _DROPPED.match(content):
+                continue
+            content = unescape(_TAG.sub("", _DROPPED_BLOCK.sub("", _MD_LINK.sub(r"[\1]", content)))).strip()
+            if out and out[-1]["role"] == "assistant":
+                out[-1]["content"] += "\n" + content
+                continue
+        out.append({"role": message["role"], "content": content})
+    return out

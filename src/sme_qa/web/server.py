@@ -242,6 +242,9 @@ def _warm(searcher: Searcher) -> None:
     try:
         started = time.perf_counter()
         searcher.ask(WARM_QUESTION, llm=False)
+        from ..followup import warm
+
+        warm()  # the follow-up tagger
         log.info("warm in %.2f s", time.perf_counter() - started)
     except SmeQaError as exc:
         log.warning("warm-up failed: %s", exc)
