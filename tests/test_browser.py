@@ -16,6 +16,7 @@ from sme_qa.indexing import build_index
 from sme_qa.search import load
 
 from evil_article import DOC, EVIL_ID, MD_ID, MD_QUESTION, QUESTION, add_evil_article, add_markdown_article
+from servers import BackgroundServer
 
 pytestmark = pytest.mark.browser
 
@@ -74,7 +75,7 @@ def trap():
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, sample_index, trap):
-    from sme_qa.web.server import BackgroundServer, create_app
+    from sme_qa.web.server import create_app
 
     base = tmp_path_factory.mktemp("browser")
     corpus, vectors = base / "corpus", base / "vectors"
@@ -206,7 +207,7 @@ def test_script_bearing_article_runs_nothing(browser, site):
     article.screenshot(path=SHOTS / "article-script.png")
     article.wait_for_timeout(300)
     assert watch.dialogs == [] and watch.errors == []
-    assert not any("1" == c.strip() for c in watch.console)
+    assert not any(c.strip() == "1" for c in watch.console)
     context.close()
 
 

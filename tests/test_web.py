@@ -31,10 +31,11 @@ from sme_qa.search import load
 from sme_qa.store import index_lock
 
 from evil_article import DOC, EVIL_ID, QUESTION, add_evil_article
+from servers import BackgroundServer
 
 ROOT = Path(__file__).resolve().parent.parent
 def serve_app(corpus: Path, vectors: Path, **kwargs):
-    from sme_qa.web.server import BackgroundServer, create_app
+    from sme_qa.web.server import create_app
 
     return BackgroundServer(create_app(load(vectors), corpus, **kwargs))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     CorpusError,
     IndexLockedError,
@@ -30,8 +31,6 @@ from .errors import (
 )
 from .records import Answer, Article, Chunk, Citation, Hit, Paragraph
 from .settings import Settings
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Answer",

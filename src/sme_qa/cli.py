@@ -15,8 +15,6 @@ from typing import Any
 
 from .errors import SmeQaError
 
-log = logging.getLogger("sme_qa")
-
 
 def _common(p: argparse.ArgumentParser, *, corpus: bool = False, vectors: bool = False) -> None:
     if corpus:
@@ -143,27 +141,9 @@ def cmd_corpus(args) -> int:
     return 1 if args.strict and result.skipped else 0
 
 
-def progress_bar():
-    """A (stage, done, total) callback drawing tqdm bars on stderr (hidden when not a terminal)."""
-    from tqdm import tqdm
-
-    bars: dict[str, Any] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="chunk", disable=None, file=sys.stderr)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return update
-
-
 def cmd_index(args) -> int:
     from .indexing import build_index
+    from .progress import progress_bar
 
     summary = build_index(
         args.corpus, args.vectors, model=args.model, rebuild=args.rebuild,
@@ -294,6 +274,7 @@ def cmd_chat(args) -> int:
 
 def cmd_eval(args) -> int:
     from .evaluate import format_report, run_eval
+    from .progress import progress_bar
 
     report = run_eval(
         args.questions, corpus=args.corpus, vectors=args.vectors,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +106,9 @@ def date_bound(raw: str | None, *, upper: bool) -> str | None:
 class ChatService:
     """What the UI calls: answers, the index update and status, over one ``Searcher``."""
 
-    def __init__(self, searcher: Searcher, corpus: Path, *, build: Callable[..., Any] | None = None) -> None:
+    def __init__(self, searcher: Searcher, corpus: Path) -> None:
         self.searcher = searcher
         self.corpus = corpus
-        self._build = build
         self._refreshing = threading.Lock()
         self._updating = threading.Lock()
 
@@ -138,7 +137,6 @@ class ChatService:
         """Run the incremental indexer over the corpus, then serve the result."""
         from ..indexing import build_index
 
-        build = self._build or build_index
         if not self._updating.acquire(blocking=False):
             return "索引正在更新中，请稍候。"
         try:
@@ -147,13 +145,13 @@ class ChatService:
 
             progress(0, desc="扫描语料")
             try:
-                summary = build(self.corpus, self.searcher.settings.vectors, progress=report,
-                                max_file_mb=self.searcher.settings.max_file_mb)
+                summary = build_index(self.corpus, self.searcher.settings.vectors, progress=report,
+                                      max_file_mb=self.searcher.settings.max_file_mb)
             except IndexLockedError:
                 return "另一个索引进程（例如命令行的 `sme-qa index`）正在更新索引，请稍后再试；问答照常使用当前索引。"
             except SmeQaError as exc:
                 return f"更新失败：{exc}"
-            except Exception:  # noqa: BLE001 - say so in the UI; the log keeps the traceback
+            except Exception:  # say so in the UI; the log keeps the traceback
                 log.exception("updating the index failed")
                 return "更新失败：内部错误，详见服务器日志。问答照常使用当前索引。"
             self.refresh()
@@ -217,7 +215,7 @@ class ChatService:
         except SmeQaError as exc:
             log.error("answering failed: %s", exc)
             yield [*history, _assistant(error_message(str(exc)))]
-        except Exception:  # noqa: BLE001 - the chat must say something; the log keeps the traceback
+        except Exception:  # the chat must say something; the log keeps the traceback
             log.exception("answering %r failed", question)
             yield [*history, _assistant(error_message(INTERNAL))]
 
@@ -305,7 +303,7 @@ def build_blocks(service: ChatService) -> gr.Blocks:
                 service.respond, [pending, chatbot, *settings], chatbot, api_visibility="private", **answer_opts)
         chatbot.example_select(_pick_example, chatbot, [pending, chatbot], queue=False, api_visibility="private").then(
             service.respond, [pending, chatbot, *settings], chatbot, api_visibility="private", **answer_opts)
-        clear.click(lambda: [], None, chatbot, queue=False, api_visibility="private")
+        clear.click(list, None, chatbot, queue=False, api_visibility="private")
         update.click(service.update_index, None, update_result, api_name="update_index",
                      concurrency_limit=1).then(service.status, None, status, api_visibility="private")
         demo.load(service.status, None, status, api_name="index_status", show_progress="hidden")

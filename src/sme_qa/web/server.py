@@ -3,12 +3,10 @@
 ``serve()`` is what ``sme-qa serve`` and ``python app.py`` run: bring the index up to
 date with the corpus (incremental, a terminal progress bar), load it, build the app and
 run uvicorn until interrupted, printing the URL once the socket listens.
-``BackgroundServer`` runs the same app in a thread (tests, benchmarks).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import ipaddress
 import logging
@@ -20,19 +18,23 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ..errors import CorpusError, IndexLockedError, SmeQaError
+from ..progress import Progress, progress_bar
 from ..search import Searcher
 from ..settings import Settings
 from .headers import SecurityHeaders
 from .pages import article_html, csp, new_nonce, not_found_html, parse_hl
 
-__all__ = ["BackgroundServer", "create_app", "ensure_index", "parse_auth", "serve"]
+if TYPE_CHECKING:
+    from ..indexing import IndexSummary
+
+__all__ = ["ReadyServer", "create_app", "ensure_index", "parse_auth", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -187,15 +189,18 @@ def create_app(searcher: Searcher, corpus: Path, *, auth: tuple[str, str] | None
 # ---------------------------------------------------------------- running it
 
 
-def ensure_index(settings: Settings, progress: Callable[[str, int, int], None] | None = None) -> None:
-    """Index new or changed articles before serving (fast when nothing changed)."""
+def ensure_index(settings: Settings, progress: Progress | None = None) -> IndexSummary | None:
+    """Index new or changed articles before serving (fast when nothing changed).
+
+    Returns the indexer's summary, or None when the existing index is served as it is
+    (no corpus, or another indexer holds the lock)."""
     from ..indexing import build_index
 
     manifest = settings.vectors / "manifest.json"
     if not settings.corpus.exists():
         if manifest.exists():
             log.warning("corpus %s not found; serving the existing index in %s", settings.corpus, settings.vectors)
-            return
+            return None
         raise CorpusError(f"no corpus at {settings.corpus} and no index at {settings.vectors}: pass --corpus DIR")
     try:
         summary = build_index(settings.corpus, settings.vectors, progress=progress, max_file_mb=settings.max_file_mb)
@@ -203,22 +208,23 @@ def ensure_index(settings: Settings, progress: Callable[[str, int, int], None] |
         if not manifest.exists():
             raise
         log.warning("another indexer is updating %s; serving the current index meanwhile", settings.vectors)
-        return
+        return None
     if summary.written:
-        log.warning("indexed %s: %d articles added, %d changed, %d removed (%d chunks embedded) in %.1f s",
-                    settings.corpus, summary.articles_added, summary.articles_changed, summary.articles_removed,
-                    summary.chunks_embedded, summary.seconds)
+        log.info("indexed %s: %d articles added, %d changed, %d removed (%d chunks embedded) in %.1f s",
+                 settings.corpus, summary.articles_added, summary.articles_changed, summary.articles_removed,
+                 summary.chunks_embedded, summary.seconds)
+    return summary
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, calling ``on_ready`` once the socket listens."""
+class ReadyServer(uvicorn.Server):
+    """uvicorn, calling ``on_ready`` once the socket listens; ``url`` is set from then on."""
 
     def __init__(self, config: uvicorn.Config, on_ready: Callable[[str], None] | None = None) -> None:
         super().__init__(config)
         self.on_ready = on_ready
         self.url = ""
 
-    async def startup(self, sockets: list | None = None) -> None:
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and self.servers:
             sock = self.servers[0].sockets[0]
@@ -227,10 +233,6 @@ class _Server(uvicorn.Server):
             self.url = f"http://{shown}:{sock.getsockname()[1]}/"
             if self.on_ready:
                 self.on_ready(self.url)
-
-    def install_signal_handlers(self) -> None:  # only the main thread may; BackgroundServer is not
-        if threading.current_thread() is threading.main_thread():
-            super().install_signal_handlers()
 
 
 WARM_QUESTION = "专精特新企业有多少家？"
@@ -253,8 +255,6 @@ def _warm(searcher: Searcher) -> None:
 def serve(corpus: Path | str | None = None, vectors: Path | str | None = None, host: str | None = None,
           port: int | None = None, auth: str | None = None, max_file_mb: float | None = None) -> None:
     """Index if needed, then serve the chat and article pages until interrupted."""
-    from ..cli import progress_bar
-
     # OpenMP threads that busy-wait make a short query embedding take seconds instead of
     # milliseconds on a loaded machine (bench/bench_startup.py); must be set before the engine loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -265,12 +265,15 @@ def serve(corpus: Path | str | None = None, vectors: Path | str | None = None, h
                     "(set --auth user:password or SME_QA_AUTH)", settings.host)
     sock = _listen(settings.host, settings.port)  # a busy port fails now, before any indexing
     try:
-        ensure_index(settings, progress=progress_bar())
+        summary = ensure_index(settings, progress=progress_bar())
+        if summary is not None and summary.written:
+            sys.stderr.write(f"sme-qa: indexed {summary.articles_added} new and {summary.articles_changed} changed "
+                             f"articles ({summary.chunks_embedded} chunks embedded) in {summary.seconds:.1f} s\n")
         searcher = Searcher(settings)
         searcher.state  # noqa: B018 - load now, so a broken index fails here, not on the first question
         threading.Thread(target=_warm, args=(searcher,), name="sme-qa-warm", daemon=True).start()
         app = create_app(searcher, settings.corpus, auth=credentials)
-        server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+        server = ReadyServer(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                                         timeout_graceful_shutdown=2), on_ready=_announce)
         server.run(sockets=[sock])
     finally:
@@ -293,29 +296,3 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise SmeQaError(f"cannot listen on {host}:{port}: {exc.strerror} (another server running? try --port)") from exc
     return sock
-
-
-class BackgroundServer:
-    """Run an app in a thread on a free port: ``with BackgroundServer(app) as url: ...``."""
-
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0) -> None:
-        self.server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                             timeout_graceful_shutdown=1))
-        self.timeout = timeout
-        self.thread = threading.Thread(target=self._run, name="sme-qa-server", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.run(self.server.serve())
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + self.timeout
-        while not self.server.url:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.02)
-        return self.server.url
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
