@@ -46,7 +46,7 @@ def built(cache: Path) -> list[Path]:
     def run() -> None:
         try:
             results.append(bundled.materialize(cache))
-        except BaseException as e:  # re-raised in the main thread below
+        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread below
             errors.append(e)
 
     threads = [threading.Thread(target=run) for _ in range(2)]

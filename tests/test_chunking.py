@@ -161,7 +161,7 @@ def test_empty_article_has_no_chunks():
 _CJK = st.characters(min_codepoint=0x4E00, max_codepoint=0x4FFF)
 _PIECES = st.one_of(
     st.text(_CJK, min_size=1, max_size=30),
-    st.sampled_from(list("。！？；，、…") + ["。”", "！」", "？）", "；", "”", "“", "」"]),
+    st.sampled_from([*"。！？；，、…", "。”", "！」", "？）", "；", "”", "“", "」"]),
     st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=12),
     st.just(" "),
 )

@@ -108,9 +108,8 @@ def test_delete_and_add_articles(corpus_copy, index_copy):
 
 
 def test_second_indexer_is_refused(index_copy):
-    with index_lock(index_copy):
-        with pytest.raises(IndexLockedError, match="being indexed"):
-            build_index(Path(__file__).parent.parent / "corpus", index_copy)
+    with index_lock(index_copy), pytest.raises(IndexLockedError, match="being indexed"):
+        build_index(Path(__file__).parent.parent / "corpus", index_copy)
 
 
 def test_manifest_for_another_model_raises_typed_error(index_copy):

@@ -58,7 +58,7 @@ def test_bm25_matches_hand_computation():
     for term in "abcd":
         got = bm.scores([table.ids[term]])
         assert np.allclose(got, [expected(d, term) for d in docs], rtol=1e-5)
-    rows, scores = bm.top([table.ids["c"]], k=5)
+    rows, _ = bm.top([table.ids["c"]], k=5)
     assert rows.tolist() == [2, 1]  # doc 0 has no "c": not returned
     rows, _ = bm.top([table.ids["c"]], k=5, mask=np.array([True, False, True]))
     assert rows.tolist() == [2]

@@ -9,6 +9,8 @@ What it answers depends on the first path segment of the base URL (/good, /cite7
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import threading
 import time
@@ -35,13 +37,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:  # http.server's naming
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append((self.path, body))  # type: ignore[attr-defined]
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
             self._answer(body)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
-            pass
 
     def _answer(self, body: dict) -> None:
         behaviour = self.path.strip("/").split("/")[0]
@@ -226,7 +226,7 @@ def test_stream_yields_partial_answers_before_the_final(llm_searcher, behave):
     parts = list(llm_searcher.ask_stream(Q))
     assert len(parts) > 4
     texts = [p.text for p in parts[:-1]]
-    assert all(len(a) < len(b) for a, b in zip(texts, texts[1:]))  # growing
+    assert all(len(a) < len(b) for a, b in itertools.pairwise(texts))  # growing
     assert all(not p.citations for p in parts[:-1]) and parts[-1].citations
     assert parts[-1].timings and parts[-1].mode == "llm"
 

@@ -17,6 +17,7 @@ from .records import PARAGRAPH_SEPARATOR, Article, Chunk, Paragraph
 from .text import CLOSERS, SENTENCE_END, ends_sentence, sentence_spans
 
 __all__ = [
+    "CHUNKER_VERSION",
     "ChunkSettings",
     "chunk_article",
     "paragraphs_from_texts",
@@ -24,6 +25,10 @@ __all__ = [
     "split_paragraph",
 ]
 
+# Bump when a change to paragraph repair or chunking can change an article's paragraphs or
+# chunks: the next `sme-qa index` re-reads every file and re-embeds only the chunks whose
+# text changed (indexing.pipeline_versions, recorded in the manifest).
+CHUNKER_VERSION = 1
 # A paragraph longer than this is prose, never a heading.
 HEADING_MAX_CHARS = 40
 # Characters that cannot start a sentence: the paragraph before was cut mid-sentence.

@@ -229,10 +229,10 @@ def split_front_matter(text: str, location: str) -> tuple[dict[str, Any], str]:
         why = f"front matter opened with '---' on line {i + 1} is never closed; add a '---' line after it"
         raise InputFileError(f"{location}:{i + 1}", why)
     try:
-        meta = yaml.load("\n".join(lines[start:end]), Loader=_Loader)  # noqa: S506 - a safe loader
+        meta = yaml.load("\n".join(lines[start:end]), Loader=_Loader)  # _Loader is a SafeLoader: no object construction
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as err:
         mark = getattr(err, "problem_mark", None)
-        if mark is None or mark.line >= end - start - 1 and getattr(err, "context_mark", None) is not None:
+        if mark is None or (mark.line >= end - start - 1 and getattr(err, "context_mark", None) is not None):
             mark = getattr(err, "context_mark", None) or mark  # an error found at the end: where it began
         line = start + 1 + (mark.line if mark is not None else 0)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]

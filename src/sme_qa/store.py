@@ -71,7 +71,7 @@ _READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexErr
                 zipfile.BadZipFile)
 
 
-def _faiss():
+def _faiss() -> Any:
     import faiss
 
     return faiss
@@ -80,7 +80,7 @@ def _faiss():
 # ---------------------------------------------------------------- vector index
 
 
-def build_faiss(vectors: np.ndarray, kind: str = "auto"):
+def build_faiss(vectors: np.ndarray, kind: str = "auto") -> Any:
     """An inner-product FAISS index over ``vectors`` (rows must be L2-normalised)."""
     faiss = _faiss()
     n, dim = vectors.shape if vectors.ndim == 2 else (0, 0)
@@ -106,7 +106,7 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto"):
     return index
 
 
-def index_kind(index) -> str:
+def index_kind(index: Any) -> str:
     faiss = _faiss()
     if isinstance(index, faiss.IndexHNSW):
         return "hnsw"
@@ -115,20 +115,21 @@ def index_kind(index) -> str:
     return "flat"
 
 
-def search_faiss(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def search_faiss(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (scores, row ids) per query; k clamped to the index size, ``-1`` rows dropped by callers."""
     k = min(k, index.ntotal)
     if k <= 0:
         empty = np.empty((len(queries), 0))
         return empty.astype(np.float32), empty.astype(np.int64)
-    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return np.asarray(scores), np.asarray(rows)
 
 
-def all_vectors(index) -> np.ndarray:
+def all_vectors(index: Any) -> np.ndarray:
     """Every stored vector, bit-identical, in row order (for reuse on re-indexing)."""
     if index.ntotal == 0:
         return np.zeros((0, index.d), dtype=np.float32)
-    return index.reconstruct_n(0, index.ntotal)
+    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
 
 
 # ---------------------------------------------------------------- files
@@ -374,10 +375,10 @@ def _fsync_dir(path: Path) -> None:
 def write_generation(
     vectors: Path,
     manifest: dict[str, Any],
-    index,
+    index: Any,
     chunks: list[dict[str, Any]],
     documents: list[dict[str, Any]],
-    tf,
+    tf: Any,
     lexical: dict[str, Any],
 ) -> dict[str, Any]:
     """Write a complete new generation and commit it by replacing the manifest.  Call under index_lock.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from typing import Any
 
 # Sentence-final punctuation; a run of closers after it stays with the sentence.
 SENTENCE_END = "。！？；!?;…"
@@ -61,7 +62,7 @@ def split_sentences(text: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _t2s():
+def _t2s() -> tuple[Any, frozenset[str]]:
     """The OpenCC t2s converter and the set of characters it changes."""
     from pathlib import Path
 
@@ -83,7 +84,7 @@ def to_simplified(text: str) -> str:
     converter, traditional = _t2s()
     if traditional.isdisjoint(text):
         return text
-    return converter.convert(text)
+    return str(converter.convert(text))
 
 
 def has_traditional(text: str) -> bool:
