@@ -81,8 +81,8 @@ def offline() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def indexer(offline: None, tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return load_embedder(None, purpose="index", cache_dir=tmp_path_factory.mktemp("cache"))
+def indexer(offline: None, model_cache: Path) -> Embedder:
+    return load_embedder(None, purpose="index", cache_dir=model_cache)
 
 
 @pytest.fixture(scope="module")
@@ -160,32 +160,8 @@ def test_passages_keep_input_order_and_report_progress(indexer: Embedder) -> Non
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-d BERT with a WordPiece tokenizer and its own prompts, saved by sentence-transformers."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "find", ":", "doc", "sme", "loan", "bank",
-             "企", "业", "专", "精", "特", "新", "融", "资"]
-    tokenizer = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, handle_chinese_chars=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    root = tmp_path_factory.mktemp("tiny")
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(root / "hf")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertModel(config).save_pretrained(root / "hf")
-    model = SentenceTransformer(modules=[Transformer(str(root / "hf")), Pooling(32, "mean")], device="cpu",
-                                prompts={"query": "find: ", "document": "doc: "})
-    model.save(str(root / "st"))
-    return root / "st"
+def tiny(tiny_model: Path) -> Path:
+    return tiny_model
 
 
 @pytest.fixture()

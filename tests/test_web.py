@@ -97,9 +97,16 @@ def test_ask_api_with_only_the_question(api):
 def test_ask_api_options_and_bad_input(api):
     lexical = api.predict(QUESTION, 3, "lexical", "", "", api_name="/ask")
     assert lexical["answered"] and "8997" in lexical["text"]
-    # The only article saying 8997 is from 2022-09-14: a range before it cannot cite it.
+    # The only article saying 8997 is from 2022-09-14: a range around it cites it, a range before it
+    # cannot, and whatever that answer shows (citations or near misses) lies inside the range.
+    around = api.predict(QUESTION, 5, "hybrid", "2022-09-01", "2022-09", api_name="/ask")
+    assert around["answered"] and any(c["doc_id"] == DOC for c in around["citations"]), around["text"]
+    assert all("2022-09-01" <= c["date"] <= "2022-09-30" for c in around["citations"])
     early = api.predict(QUESTION, 5, "hybrid", "2022-01-01", "2022-06-30", api_name="/ask")
-    assert all(c["doc_id"] != DOC for c in early["citations"])
+    assert "8997" not in early["text"]
+    shown = [c["date"] for c in early["citations"]] + [h["date"] for h in early["near_misses"]]
+    assert shown, early  # an answer or near misses from inside the range, not an empty reply
+    assert all("2022-01-01" <= d <= "2022-06-30" for d in shown), early
     with pytest.raises(Exception, match="日期格式"):
         api.predict(QUESTION, 5, "hybrid", "not-a-date", "", api_name="/ask")
 

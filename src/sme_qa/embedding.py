@@ -158,18 +158,35 @@ def load_embedder(model: str | None = None, *, purpose: str = "index", cache_dir
 # ----------------------------------------------------------------- resolving models
 
 
-def _resolve(model: str) -> tuple[str, str, bool]:
-    """(what to load, fingerprint, is local): a local directory, a cached or a reachable hub model."""
+def local_fingerprint(model: str | None) -> str | None:
+    """The fingerprint ``load_embedder(model)`` gives, found without loading the model: for the
+    bundled default, a local directory or a model in the HF cache; None for one only the hub has."""
+    if model is None or bundled.is_default(model):
+        return bundled.weights_fingerprint()
+    found = _local(model)
+    return found[1] if found is not None else None
+
+
+def _local(model: str) -> tuple[str, str] | None:
+    """(what to load, fingerprint) for a local directory or a model in the HF cache, else None."""
     local = Path(model).expanduser()
     if local.is_dir():
         resolved = local.resolve()
         commit = resolved.name if resolved.parent.name == "snapshots" else None  # inside the HF cache
-        return str(resolved), f"{resolved}@{commit}" if commit else str(resolved), True
+        return str(resolved), f"{resolved}@{commit}" if commit else str(resolved)
     if not _REPO_ID.match(model):
-        raise ModelError(f"model {model!r}: no such directory, and not a Hugging Face model id")
+        return None
     cached = _cached_snapshot(model)
-    if cached is not None:
-        return model, f"{cached}@{cached.name}", True
+    return (model, f"{cached}@{cached.name}") if cached is not None else None
+
+
+def _resolve(model: str) -> tuple[str, str, bool]:
+    """(what to load, fingerprint, is local): a local directory, a cached or a reachable hub model."""
+    found = _local(model)
+    if found is not None:
+        return found[0], found[1], True
+    if not Path(model).expanduser().is_dir() and not _REPO_ID.match(model):
+        raise ModelError(f"model {model!r}: no such directory, and not a Hugging Face model id")
     how = (f"download it where the hub is reachable (hf download {model} --local-dir DIR) "
            "and pass the local path, set HF_ENDPOINT to a reachable mirror, "
            f"or use the bundled default ({DEFAULT_MODEL})")

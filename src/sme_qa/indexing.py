@@ -107,11 +107,19 @@ def article_hash(article: Article) -> str:
 
 
 def _file_sha1(path: Path) -> str:
+    """The file's sha1, or "" when it cannot be read (then it never matches a recorded one)."""
     h = hashlib.sha1()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    try:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return ""
     return h.hexdigest()
+
+
+def _prev_sha1(prev: dict[str, Any] | None) -> str:
+    return str(prev["sha1"]) if prev is not None else ""
 
 
 def pipeline_versions() -> dict[str, int]:
@@ -210,6 +218,13 @@ def _update(
     articles: list[Article] = []
     seen: dict[str, str] = {}
     changed_any = old is None or old_pipeline != pipeline
+    if old is not None and not changed_any:
+        # other weights than the index's (an injected embedder, an upgraded or replaced model):
+        # re-embed even if no file changed
+        from .embedding import local_fingerprint
+
+        current = embedder.fingerprint if embedder is not None else local_fingerprint(settings.model)
+        changed_any = current is not None and old.manifest.get("fingerprint") != current
 
     for src in scanned:
         prev = old_sources.get(src.rel)
@@ -221,15 +236,17 @@ def _update(
                 got, line_skips = read_source(src, max_bytes=settings.max_file_bytes)
                 skipped.extend(line_skips)
             except InputFileError as exc:
-                if prev is not None:
-                    got = [Article.from_dict(old_docs[i]) for i in prev["docs"] if i in old_docs]
-                    skipped.append(Skipped(exc.location, f"{exc.reason} (its previously indexed version is kept)"))
-                else:
+                if prev is None:
                     skipped.append(Skipped(exc.location, exc.reason))
                     continue
-            stamp["sha1"] = _file_sha1(src.real)
+                got = [Article.from_dict(old_docs[i]) for i in prev["docs"] if i in old_docs]
+                skipped.append(Skipped(exc.location, f"{exc.reason} (its previously indexed version is kept)"))
+                # the old version's stamp, so that the next run tries to read the file again
+                stamp = {"size": prev["size"], "mtime_ns": prev["mtime_ns"], "sha1": prev["sha1"]}
+            else:
+                stamp["sha1"] = _file_sha1(src.real)
         else:
-            stamp["sha1"] = prev["sha1"] if prev is not None else _file_sha1(src.path)
+            stamp["sha1"] = _prev_sha1(prev)
         kept = []
         for article in got:
             if article.id in seen:

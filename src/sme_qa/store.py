@@ -93,10 +93,13 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto") -> Any:
         index.hnsw.efConstruction = 80
         index.hnsw.efSearch = 128
     elif kind == "ivf":
-        nlist = max(1, min(4096, int(4 * np.sqrt(max(n, 1)))))
+        # ~4·√n lists, but at least 39 training points per list (FAISS's minimum): a small
+        # index gets one list (exact search) instead of a failed or lossy clustering.
+        nlist = max(1, min(4096, int(4 * np.sqrt(max(n, 1))), n // 39))
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
+        if n:
+            index.train(np.ascontiguousarray(vectors, dtype=np.float32))
         index.nprobe = max(1, nlist // 16)
         index.make_direct_map()
     else:
