@@ -29,8 +29,19 @@ CORPUS = ROOT / "corpus"
 SEED = ROOT.parent / "shared" / "eval" / "seed_qa.jsonl"
 QUESTION = "我国已培育了多少家专精特新“小巨人”企业？"
 SUMMARY_KEYS = {
-    "vectors", "articles_added", "articles_changed", "articles_removed", "articles_unchanged", "chunks_embedded",
-    "chunks_reused", "chunks_removed", "chunks_total", "seconds", "written", "rebuilt", "skipped",
+    "vectors",
+    "articles_added",
+    "articles_changed",
+    "articles_removed",
+    "articles_unchanged",
+    "chunks_embedded",
+    "chunks_reused",
+    "chunks_removed",
+    "chunks_total",
+    "seconds",
+    "written",
+    "rebuilt",
+    "skipped",
 }
 
 
@@ -149,8 +160,9 @@ def test_search_filters_by_source_and_mode(capsys, sample_searcher, sample_index
     for a in sample_searcher.articles():
         by_source.setdefault(a.source or "", set()).add(a.id)
     source = min((s for s in by_source if s), key=lambda s: len(by_source[s]))
-    code, out, _ = run(capsys, "search", "专精特新企业", "--vectors", sample_index, "-k", "20", "--source", source,
-                       "--mode", "lexical", "--json")
+    code, out, _ = run(
+        capsys, "search", "专精特新企业", "--vectors", sample_index, "-k", "20", "--source", source, "--mode", "lexical", "--json"
+    )
     assert code == 0
     hits = json.loads(out)
     assert hits and {h["doc_id"] for h in hits} <= by_source[source]
@@ -232,9 +244,11 @@ def free_port() -> int:
 def test_serve_starts_answers_health_and_stops_on_ctrl_c(corpus_copy, index_copy, tmp_path):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sme_qa", "serve", "--corpus", str(corpus_copy), "--vectors", str(index_copy),
-         "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        [sys.executable, "-m", "sme_qa", "serve", "--corpus", str(corpus_copy), "--vectors", str(index_copy), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
     )
     lines: list[str] = []
@@ -247,8 +261,12 @@ def test_serve_starts_answers_health_and_stops_on_ctrl_c(corpus_copy, index_copy
             time.sleep(0.1)
         health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
         manifest = read_manifest(index_copy)
-        assert health == {"status": "ok", "documents": manifest["counts"]["documents"],
-                          "chunks": manifest["counts"]["chunks"], "built": manifest["built"]}
+        assert health == {
+            "status": "ok",
+            "documents": manifest["counts"]["documents"],
+            "chunks": manifest["counts"]["chunks"],
+            "built": manifest["built"],
+        }
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -47,8 +47,9 @@ def test_benchmark_set_is_indexed_beside_the_cache_and_scored(tmp_path, model_ca
     (bench / "passages.jsonl").write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in PASSAGES), "utf-8")
     (bench / "questions.jsonl").write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in QUESTIONS), "utf-8")
     stages: list[str] = []
-    report = run_eval(bench / "questions.jsonl", ks=(1, 3), modes=("lexical", "hybrid"),
-                      progress=lambda stage, done, total: stages.append(stage))
+    report = run_eval(
+        bench / "questions.jsonl", ks=(1, 3), modes=("lexical", "hybrid"), progress=lambda stage, done, total: stages.append(stage)
+    )
     assert report["corpus"] == str(bench / "passages.jsonl")
     assert report["vectors"].startswith(str(model_cache / "eval" / "tiny_set-"))  # SME_QA_CACHE, not vectors/
     assert (report["n"], report["unanswerable"]) == (3, 0)

@@ -25,21 +25,25 @@ def _vectors_by_hash(vectors: Path) -> dict[str, np.ndarray]:
 
 
 def test_manifest_records_the_pipeline_versions(sample_index):
-    assert read_manifest(sample_index)["pipeline"] == pipeline_versions() == {
-        "cleaner": cleaning.CLEANER_VERSION, "chunker": chunking.CHUNKER_VERSION, "tokenizer": lexical.TOKENIZER_VERSION,
-    }
+    assert (
+        read_manifest(sample_index)["pipeline"]
+        == pipeline_versions()
+        == {
+            "cleaner": cleaning.CLEANER_VERSION,
+            "chunker": chunking.CHUNKER_VERSION,
+            "tokenizer": lexical.TOKENIZER_VERSION,
+        }
+    )
 
 
 @pytest.mark.parametrize("stage", ["cleaner", "chunker"])
-def test_a_new_cleaner_or_chunker_rereads_every_file_and_reembeds_only_changed_text(
-        corpus_copy, index_copy, monkeypatch, stage):
+def test_a_new_cleaner_or_chunker_rereads_every_file_and_reembeds_only_changed_text(corpus_copy, index_copy, monkeypatch, stage):
     before = _vectors_by_hash(index_copy)
     real = corpus.clean_body
 
     def improved(body: str) -> cleaning.CleanBody:  # the "new version": one sentence comes out differently
         clean = real(body)
-        return cleaning.CleanBody([p.replace(OLD, NEW) for p in clean.paragraphs], clean.url, clean.title,
-                                  clean.date, clean.source)
+        return cleaning.CleanBody([p.replace(OLD, NEW) for p in clean.paragraphs], clean.url, clean.title, clean.date, clean.source)
 
     monkeypatch.setattr(corpus, "clean_body", improved)
     # the files did not change: without a version bump the improvement is not noticed
