@@ -1,10 +1,15 @@
-"""A test helper: the real app served by uvicorn in a thread, on a free port of 127.0.0.1."""
+"""Test helpers: the real app served by uvicorn in a thread, or a server process, on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -35,3 +40,44 @@ class BackgroundServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ChildServer:
+    """``with ChildServer([...command...], port) as url:`` runs a server process until it prints
+    ``url`` on stdout, and stops it with Ctrl+C (SIGINT) at the end; ``code`` and ``stderr`` then
+    hold its exit status and error output."""
+
+    def __init__(self, command: list[str], port: int, *, cwd: Path, timeout: float = 120.0) -> None:
+        self.url = f"http://127.0.0.1:{port}/"
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "SME_QA_HOST": "127.0.0.1"}
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+        self.timeout = timeout
+        self.lines: list[str] = []
+        self.code: int | None = None
+        self.stderr = ""
+
+    def __enter__(self) -> str:
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout or ()), daemon=True).start()
+        deadline = time.monotonic() + self.timeout
+        while not any(self.url in line for line in self.lines):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise AssertionError(f"no URL printed; exit status {self.code}; stderr:\n{self.stderr}")
+            time.sleep(0.1)
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.code = self.proc.wait()
+        self.stderr = self.proc.stderr.read() if self.proc.stderr else ""

@@ -7,13 +7,7 @@ session's sample index or a copy of it; ``serve`` runs as a real child process.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -23,6 +17,8 @@ import pytest
 from sme_qa.cli import main
 from sme_qa.records import Answer, Hit
 from sme_qa.store import read_manifest
+
+from servers import ChildServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -235,31 +231,12 @@ def test_eval_bad_question_file_is_one_line(capsys, tmp_path, sample_index):
 # ---------------------------------------------------------------- serve
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_starts_answers_health_and_stops_on_ctrl_c(corpus_copy, index_copy, tmp_path):
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sme_qa", "serve", "--corpus", str(corpus_copy), "--vectors", str(index_copy), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
-    )
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
-    try:
-        deadline = time.monotonic() + 120
-        while not any(f"http://127.0.0.1:{port}/" in line for line in lines):
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "no URL printed"
-            time.sleep(0.1)
-        health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+    command = [sys.executable, "-m", "sme_qa", "serve", "--corpus", str(corpus_copy), "--vectors", str(index_copy), "--port", str(port)]
+    server = ChildServer(command, port, cwd=tmp_path)
+    with server as url:
+        health = httpx.get(url + "healthz").json()
         manifest = read_manifest(index_copy)
         assert health == {
             "status": "ok",
@@ -267,16 +244,8 @@ def test_serve_starts_answers_health_and_stops_on_ctrl_c(corpus_copy, index_copy
             "chunks": manifest["counts"]["chunks"],
             "built": manifest["built"],
         }
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    err = proc.stderr.read()
-    assert code == 0, err
-    assert "sme-qa: stopped" in err and "Traceback" not in err
+    assert server.code == 0, server.stderr
+    assert "sme-qa: stopped" in server.stderr and "Traceback" not in server.stderr
 
 
 def test_serve_bad_auth_is_one_line(capsys, sample_index):

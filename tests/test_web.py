@@ -12,12 +12,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,7 +28,7 @@ from sme_qa.search import load
 from sme_qa.store import index_lock
 
 from evil_article import DOC, EVIL_ID, QUESTION, add_evil_article
-from servers import BackgroundServer
+from servers import BackgroundServer, ChildServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 def serve_app(corpus: Path, vectors: Path, **kwargs):
@@ -289,44 +286,21 @@ def test_basic_auth_guards_everything(corpus_copy, index_copy):
 # ---------------------------------------------------------------- python app.py
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_app_py_indexes_then_serves(corpus_copy, index_copy, tmp_path):
     """`python app.py` with a stale index: indexes the new article, prints the URL, answers, stops on Ctrl+C."""
     (corpus_copy / "xinghe.txt").write_text(NEW, encoding="utf-8")
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "SME_QA_HOST": "127.0.0.1"}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--corpus", str(corpus_copy), "--vectors", str(index_copy),
-         "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 120
-        while not any(f"http://127.0.0.1:{port}/" in line for line in lines):
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "no URL printed"
-            time.sleep(0.1)
-        health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+    command = [sys.executable, str(ROOT / "app.py"), "--corpus", str(corpus_copy), "--vectors", str(index_copy),
+               "--port", str(port)]
+    server = ChildServer(command, port, cwd=tmp_path)
+    with server as url:
+        health = httpx.get(url + "healthz").json()
         assert health["documents"] == len(list((ROOT / "corpus").glob("*.txt"))) + 1
-        app = client(f"http://127.0.0.1:{port}/")
+        app = client(url)
         check_8997(app.predict(QUESTION, api_name="/ask"))
         assert "7531" in app.predict(NEW_QUESTION, api_name="/ask")["text"]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    assert code in (0, 130), proc.stderr.read()
+    assert server.code in (0, 130), server.stderr
+    assert "sme-qa: index updated: articles 1 added, 0 changed, 0 removed; chunks 1 embedded, in " in server.stderr
 
 
 def test_busy_port_is_one_clear_line(tmp_path):

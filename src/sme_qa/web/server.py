@@ -267,8 +267,9 @@ def serve(corpus: Path | str | None = None, vectors: Path | str | None = None, h
     try:
         summary = ensure_index(settings, progress=progress_bar())
         if summary is not None and summary.written:
-            sys.stderr.write(f"sme-qa: indexed {summary.articles_added} new and {summary.articles_changed} changed "
-                             f"articles ({summary.chunks_embedded} chunks embedded) in {summary.seconds:.1f} s\n")
+            sys.stderr.write(f"sme-qa: index updated: articles {summary.articles_added} added, "
+                             f"{summary.articles_changed} changed, {summary.articles_removed} removed; "
+                             f"chunks {summary.chunks_embedded} embedded, in {summary.seconds:.1f} s\n")
         searcher = Searcher(settings)
         searcher.state  # noqa: B018 - load now, so a broken index fails here, not on the first question
         threading.Thread(target=_warm, args=(searcher,), name="sme-qa-warm", daemon=True).start()
