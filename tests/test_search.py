@@ -59,7 +59,8 @@ def test_rrf_through_the_searcher(sample_searcher):
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
-def test_approximate_index_types_on_a_small_index(tmp_path, corpus_copy, kind):
+def test_approximate_index_types_on_a_small_index(tmp_path, small_copy, kind):
+    corpus_copy, _ = small_copy
     vectors = tmp_path / "v"
     summary = build_index(corpus_copy, vectors, index_type=kind)
     assert summary.written and read_manifest(vectors)["index_type"] == kind
@@ -108,7 +109,8 @@ class Rotated:
         return self.engine.embed_queries(texts) @ self.rotation
 
 
-def test_an_injected_embedder_is_used_even_when_the_weights_change(corpus_copy, index_copy):
+def test_an_injected_embedder_is_used_even_when_the_weights_change(small_copy):
+    corpus_copy, index_copy = small_copy
     before = all_vectors(load_generation(index_copy).index)
     rotated = Rotated()
     summary = build_index(corpus_copy, index_copy, embedder=rotated)
