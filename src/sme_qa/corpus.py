@@ -27,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -110,7 +110,7 @@ def _outside(path: Path, what: str) -> Skipped:
     return Skipped(str(path), why)
 
 
-def _open(path: Path):
+def _open(path: Path) -> BinaryIO:
     """Open a corpus file for reading without following a symlink in its last component."""
     return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
 

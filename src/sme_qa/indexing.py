@@ -351,12 +351,15 @@ def _write(
         unique = [i for h, i in first.items() if h not in row_of]
         log.info("embedding %d chunks with %s (%d reused, %d from the cache of a failed run)",
                  len(unique), embedder.backend, len(chunks) - len(todo), len(row_of))
+        report = progress
         for lo in range(0, len(unique), CACHE_SLICE):
             part = unique[lo : lo + CACHE_SLICE]
-            done = embedder.embed_passages(
-                [inputs[i] for i in part],
-                progress=(lambda d, t, lo=lo: progress("embedding", lo + d, len(unique))) if progress else None,
-            )
+
+            def embedding_progress(done: int, total: int, lo: int = lo) -> None:
+                if report is not None:
+                    report("embedding", lo + done, len(unique))
+
+            done = embedder.embed_passages([inputs[i] for i in part], progress=embedding_progress)
             hashes = [input_hashes[i] for i in part]
             cache.add(settings.model, embedder.fingerprint, hashes, done)
             row_of.update(zip(hashes, done))

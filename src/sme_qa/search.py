@@ -16,7 +16,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from .store import Generation, load_generation, manifest_stamp, search_faiss
 
 if TYPE_CHECKING:
     from .embedding import Embedder
+    from .lexical import BM25, Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ QUERY_CACHE_SIZE = 8192  # the lexical leg reads this much; the model truncates 
 class _State:
     generation: Generation
     stamp: tuple[int, int] | None
-    bm25: Any
-    tokenizer: Any
+    bm25: BM25
+    tokenizer: Tokenizer
     term_ids: dict[str, int]
     doc_index: dict[str, int]
     chunk_doc_rows: np.ndarray  # chunk row → document row
@@ -66,7 +67,7 @@ class IndexView:
     (``reader.CorpusView``).  Idf and place names are computed on first use and kept with
     the generation, so a hot swap never mixes two indexes in one answer."""
 
-    def __init__(self, state: _State, embed: Any) -> None:
+    def __init__(self, state: _State, embed: Callable[[Sequence[str]], np.ndarray]) -> None:
         self._state = state
         self._embed = embed
         self._places: dict[str, frozenset[str]] = {}
@@ -243,7 +244,8 @@ class Searcher:
         if state.view is None:
             with self._lock:
                 if state.view is None:
-                    state.view = IndexView(state, self.embed_queries)
+                    # queries embedded for this generation's model, even after a swap
+                    state.view = IndexView(state, functools.partial(self._embed_queries, state))
         return state.view
 
     @property

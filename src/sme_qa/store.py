@@ -177,7 +177,7 @@ def read_manifest(vectors: Path) -> dict[str, Any]:
         raise damaged(vectors, f"{MANIFEST} names no valid generation ({manifest['generation'][:40]!r})")
     if not isinstance(manifest["config"].get("model"), str):
         raise damaged(vectors, f"{MANIFEST} names no model")
-    if not all(isinstance(v, dict) and _SOURCE_KEYS <= v.keys() for v in manifest["sources"].values()):
+    if not all(isinstance(v, dict) and v.keys() >= _SOURCE_KEYS for v in manifest["sources"].values()):
         raise damaged(vectors, f"{MANIFEST} has source entries without size, time, hash or articles")
     return manifest
 
@@ -265,16 +265,17 @@ def salvage_vectors(vectors: Path) -> tuple[str, str, dict[str, np.ndarray]] | N
         return None
 
 
-def _inconsistency(manifest, index, chunks, documents, tf, lexical) -> str | None:
+def _inconsistency(manifest: dict[str, Any], index: Any, chunks: list[dict[str, Any]], documents: list[dict[str, Any]],
+                   tf: Any, lexical: dict[str, Any]) -> str | None:
     """What makes the loaded files unusable together, or None."""
     if index.d != manifest["dimension"]:
         return f"index.faiss has dimension {index.d}, the manifest says {manifest['dimension']}"
     if index.ntotal != len(chunks) or tf.shape[0] != len(chunks):
         return (f"index.faiss holds {index.ntotal} vectors, chunks.jsonl {len(chunks)} chunks and lexical.npz "
                 f"{tf.shape[0]} rows: they disagree")
-    if not all(isinstance(c, dict) and _CHUNK_KEYS <= c.keys() for c in chunks):
+    if not all(isinstance(c, dict) and c.keys() >= _CHUNK_KEYS for c in chunks):
         return "chunks.jsonl has rows without the fields of a chunk"
-    if not all(isinstance(d, dict) and _DOCUMENT_KEYS <= d.keys() for d in documents):
+    if not all(isinstance(d, dict) and d.keys() >= _DOCUMENT_KEYS for d in documents):
         return "documents.jsonl has rows without the fields of an article"
     ids = {d["id"] for d in documents}
     if not all(c["doc_id"] in ids for c in chunks):
@@ -342,7 +343,7 @@ def write_error(exc: OSError, vectors: Path, path: Path | str, needed: int | Non
     return IndexWriteError(f"cannot write {path}: {exc.strerror or _short(exc)}; {again}")
 
 
-def estimate_bytes(index, chunks: list[dict[str, Any]], documents: list[dict[str, Any]], tf, extra: int = 0) -> int:
+def estimate_bytes(index: Any, chunks: list[dict[str, Any]], documents: list[dict[str, Any]], tf: Any, extra: int = 0) -> int:
     """About how many bytes a generation of these parts takes on disk (a little more than it does)."""
     n, d = index.ntotal, index.d
     kind = index_kind(index)
@@ -356,7 +357,7 @@ def estimate_bytes(index, chunks: list[dict[str, Any]], documents: list[dict[str
     return int((size + extra) * 1.02) + 64 * 1024  # headers, zip directories, file-system blocks
 
 
-def write_faiss(index, path: Path) -> None:
+def write_faiss(index: Any, path: Path) -> None:
     """``faiss.write_index`` through a Python file, so a full disk is an OSError with its errno."""
     faiss = _faiss()
     with open(path, "wb") as fh:
