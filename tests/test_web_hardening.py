@@ -13,13 +13,15 @@ import pytest
 from sme_qa.records import Answer, Citation, Hit
 from sme_qa.search import load
 
+from servers import BackgroundServer
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = "000_c01459aaca3a05d0"
 QUESTION = "我国已培育了多少家专精特新“小巨人”企业？"
 
 
 def serve_app(corpus: Path, vectors: Path, **kwargs):
-    from sme_qa.web.server import BackgroundServer, create_app
+    from sme_qa.web.server import create_app
 
     return BackgroundServer(create_app(load(vectors), corpus, **kwargs))
 
