@@ -99,10 +99,11 @@ def test_corpus_errors_are_one_line(capsys, tmp_path):
     assert str(tmp_path / "missing") in err
 
 
-def test_corpus_strict_turns_skipped_files_into_an_exit_status(capsys, corpus_copy):
+def test_corpus_strict_turns_skipped_files_into_an_exit_status(capsys, caplog, corpus_copy):
     (corpus_copy / "empty.txt").write_text("", encoding="utf-8")
     code, _, err = run(capsys, "corpus", "--corpus", corpus_copy)
-    assert code == 0 and f"warning: skipped {corpus_copy / 'empty.txt'}: empty file" in err
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped ")]
+    assert code == 0 and skipped == [f"skipped {corpus_copy / 'empty.txt'}: empty file; write the article into it or remove it"]
     code, _, err = run(capsys, "corpus", "--corpus", corpus_copy, "--strict")
     assert code == 1 and "1 skipped" in err
 

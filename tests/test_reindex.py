@@ -120,15 +120,24 @@ def test_an_unreadable_file_keeps_its_indexed_version(corpus_copy, index_copy, m
     """A file that changed but cannot be read now (a read error injected where the OS would raise it)."""
     path = corpus_copy / f"{DOC}.txt"
     path.write_text(path.read_text(encoding="utf-8").replace(OLD, NEW), encoding="utf-8")  # changed...
-    real = Path.open
+    real_open, real_path_open = corpus._open, Path.open
 
-    def failing(self: Path, mode: str = "r", *args: object, **kwargs: object):
-        if self == path and "b" in mode:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self, mode, *args, **kwargs)
+    def denied(where: Path) -> PermissionError:
+        return PermissionError(13, "Permission denied", str(where))
 
-    with monkeypatch.context() as mp:
-        mp.setattr(Path, "open", failing)  # ...and unreadable
+    def failing_open(where: Path):  # how the corpus reader opens a file
+        if Path(where) == path.resolve():
+            raise denied(where)
+        return real_open(where)
+
+    def failing_path_open(self: Path, mode: str = "r", *args: object, **kwargs: object):  # how the indexer hashes one
+        if self.resolve() == path.resolve() and "b" in mode:
+            raise denied(self)
+        return real_path_open(self, mode, *args, **kwargs)
+
+    with monkeypatch.context() as mp:  # ...and unreadable
+        mp.setattr(corpus, "_open", failing_open)
+        mp.setattr(Path, "open", failing_path_open)
         summary = build_index(corpus_copy, index_copy)
     skipped = {s.location: s.reason for s in summary.skipped}
     assert "cannot read file" in skipped[str(path)]

@@ -159,10 +159,11 @@ def build_index(
     records ``embedder.model``, which is what a ``Searcher`` loads for queries); giving both
     for different models is an error.
     """
-    if embedder is not None:
-        if model is not None and model != embedder.model:
-            raise SmeQaError(f"build_index got model={model!r} and an embedder for {embedder.model!r}: pass one of them")
-        model = embedder.model
+    named = getattr(embedder, "model", None)  # an embedder that names no model is taken for ``model``
+    if named is not None:
+        if model is not None and model != named:
+            raise SmeQaError(f"build_index got model={model!r} and an embedder for {named!r}: pass one of them")
+        model = named
     settings = Settings.load(corpus=corpus, vectors=vectors, model=model, max_file_mb=max_file_mb)
     chunking = chunking or ChunkSettings()
     started = time.perf_counter()
