@@ -104,7 +104,7 @@ def test_history_is_validated_with_a_clear_message():
 
 
 def test_turns_pair_questions_with_answers():
-    messages = chat("问一", "答一") + [{"role": "assistant", "content": "来源"}] + chat("问二")
+    messages = [*chat("问一", "答一"), {"role": "assistant", "content": "来源"}, *chat("问二")]
     assert turns(check_history(messages)) == [Turn("问一", "答一\n来源"), Turn("问二")]
 
 

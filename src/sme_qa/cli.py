@@ -15,6 +15,8 @@ from typing import Any
 
 from .errors import SmeQaError
 
+log = logging.getLogger(__name__)
+
 
 def _common(p: argparse.ArgumentParser, *, corpus: bool = False, vectors: bool = False) -> None:
     if corpus:

@@ -188,7 +188,7 @@ _PUNCT = re.compile(r"[\s，。、；：？！,.;:?!…（）()\[\]【】\"'“�
 
 
 def _places(question: str) -> list[str]:
-    return [w for w, t in words(question) if t in _PLACE_TAGS or _PLACE_WORDS.search(w) and t not in ("quoted",)]
+    return [w for w, t in words(question) if t in _PLACE_TAGS or (_PLACE_WORDS.search(w) and t not in ("quoted",))]
 
 
 def _kind(phrase: str) -> str:

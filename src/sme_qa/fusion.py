@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
@@ -123,11 +123,11 @@ _HAN = re.compile(r"[\u3400-\u9fff]")
 KEYWORD_CHARS = 16  # a query this short without a question mark is a search-box query
 
 
-def signals(question: str, dense: Sequence[Sequence], lexical: Sequence[Sequence]) -> Signals:
+def signals(question: str, dense: Sequence[Sequence[Any]], lexical: Sequence[Sequence[Any]]) -> Signals:
     """Signals from the question and each leg's ranked ``(key, …, score)`` rows, best first."""
     from .text import has_traditional
 
-    def margin(rows: Sequence[Sequence], relative: bool) -> float:
+    def margin(rows: Sequence[Sequence[Any]], relative: bool) -> float:
         if not rows:
             return 0.0
         top = float(rows[0][-1])

@@ -356,7 +356,7 @@ class Searcher:
         a follow-up is answered as the standalone question ``understand`` makes of it, which
         ``Answer.understood`` records when it differs from ``question``."""
         final = None
-        for final in self.ask_stream(question, history=history, **options):
+        for final in self.ask_stream(question, history=history, **options):  # noqa: B007 - keeps the last, complete answer
             pass
         assert final is not None
         return final

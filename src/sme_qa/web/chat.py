@@ -239,7 +239,7 @@ def _parse_history(history: list | str | None) -> list | None:
         import json
 
         try:
-            history = json.loads(history)
+            return json.loads(history)  # its shape is checked where it is used
         except ValueError as exc:
             raise QueryError(f"history is not JSON ({exc}): pass a list of {{\"role\", \"content\"}} messages") from exc
     return history
