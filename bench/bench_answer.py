@@ -49,15 +49,25 @@ def run(searcher, rows: list[dict]) -> dict[str, object]:
         return f"{np.percentile(xs, 50):6.1f} / {np.percentile(xs, 95):6.1f}"
 
     n = max(len(rows), 1)
-    return {"n": len(rows), "answered": answered / n, "hold": hold / n, "first": pct(first), "repeat": pct(repeat), "retrieve": pct(retrieve), "compose": pct(compose)}
+    return {
+        "n": len(rows),
+        "answered": answered / n,
+        "hold": hold / n,
+        "first": pct(first),
+        "repeat": pct(repeat),
+        "retrieve": pct(retrieve),
+        "compose": pct(compose),
+    }
 
 
 def table(rows: list[tuple[str, dict]]) -> None:
     head = f"{'set':<31}{'n':>5}{'answered':>9}{'quoted':>8}   {'first ask':>15}   {'repeat ask':>15}   {'retrieve':>15}   {'compose':>15}"
     print(head + "\n" + " " * 56 + "  ms p50 / p95" * 4)
     for name, r in rows:
-        print(f"{name:<31}{r['n']:>5}{r['answered']:>9.1%}{r['hold']:>8.1%}   {r['first']:>15}   {r['repeat']:>15}   "
-              f"{r['retrieve']:>15}   {r['compose']:>15}")
+        print(
+            f"{name:<31}{r['n']:>5}{r['answered']:>9.1%}{r['hold']:>8.1%}   {r['first']:>15}   {r['repeat']:>15}   "
+            f"{r['retrieve']:>15}   {r['compose']:>15}"
+        )
     print("answered: share not declined; quoted: share answered with a cited sentence holding an answer string")
 
 

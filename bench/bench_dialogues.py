@@ -27,13 +27,21 @@ def correct(answer, turn: dict) -> bool:
     from sme_qa.text import compact
 
     text = compact(answer.text)
-    return (answer.answered and any(c.hit.doc_id in turn["docs"] for c in answer.citations)
-            and any(compact(a) in text for a in turn["answers"]))
+    return (
+        answer.answered and any(c.hit.doc_id in turn["docs"] for c in answer.citations) and any(compact(a) in text for a in turn["answers"])
+    )
 
 
 def run(searcher, dialogues: list[dict], show: bool = False) -> dict[str, int]:
-    n = {"conversations": len(dialogues), "turns": 0, "correct": 0, "follow-ups": 0, "follow-ups correct": 0,
-         "rewritten": 0, "follow-ups correct alone": 0}
+    n = {
+        "conversations": len(dialogues),
+        "turns": 0,
+        "correct": 0,
+        "follow-ups": 0,
+        "follow-ups correct": 0,
+        "rewritten": 0,
+        "follow-ups correct alone": 0,
+    }
     for d in dialogues:
         history: list[dict[str, str]] = []
         for i, turn in enumerate(d["turns"]):
@@ -84,15 +92,16 @@ def main() -> None:
         t0 = time.perf_counter()
         n = run(searcher, dialogues, args.show)
         rows.append((path.name, n, time.perf_counter() - t0))
-    head = ["set", "conversations", "turns", "correct", "follow-ups", "follow-ups correct", "rewritten",
-            "follow-ups correct alone", "s"]
+    head = ["set", "conversations", "turns", "correct", "follow-ups", "follow-ups correct", "rewritten", "follow-ups correct alone", "s"]
     print(f"load average {os.getloadavg()[0]:.1f}")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for name, n, seconds in rows:
         f = max(n["follow-ups"], 1)
-        print(f"| {name} | {n['conversations']} | {n['turns']} | {n['correct']} ({n['correct'] / max(n['turns'], 1):.0%}) "
-              f"| {n['follow-ups']} | {n['follow-ups correct']} ({n['follow-ups correct'] / f:.0%}) | {n['rewritten']} "
-              f"| {n['follow-ups correct alone']} ({n['follow-ups correct alone'] / f:.0%}) | {seconds:.1f} |")
+        print(
+            f"| {name} | {n['conversations']} | {n['turns']} | {n['correct']} ({n['correct'] / max(n['turns'], 1):.0%}) "
+            f"| {n['follow-ups']} | {n['follow-ups correct']} ({n['follow-ups correct'] / f:.0%}) | {n['rewritten']} "
+            f"| {n['follow-ups correct alone']} ({n['follow-ups correct alone'] / f:.0%}) | {seconds:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -110,9 +110,7 @@ def worker(path: str, data: Path, repeat: int) -> None:
         latencies.append(time.perf_counter() - t)
     np.save(data.with_suffix(f".{PATHS.index(path)}.npy"), vectors)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"load": load, "rate": max(rates), "cpu": max(per_cpu),
-                      "p50": statistics.median(latencies) * 1000,
-                      "rss": peak_mb}))
+    print(json.dumps({"load": load, "rate": max(rates), "cpu": max(per_cpu), "p50": statistics.median(latencies) * 1000, "rss": peak_mb}))
 
 
 def main() -> None:
@@ -139,26 +137,29 @@ def main() -> None:
         materialise = time.perf_counter() - t
         passages = cut_passages(read_texts(args.passages), model_dir, args.n, args.tokens)
         data = Path(tmp) / "job.json"
-        data.write_text(json.dumps({"passages": passages, "questions": questions_for(args.passages, args.queries)}),
-                        encoding="utf-8")
-        print(f"{len(passages)} passages of {args.tokens} tokens from {args.passages}; "
-              f"materialise (cold) {materialise:.1f} s; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        data.write_text(json.dumps({"passages": passages, "questions": questions_for(args.passages, args.queries)}), encoding="utf-8")
+        print(
+            f"{len(passages)} passages of {args.tokens} tokens from {args.passages}; "
+            f"materialise (cold) {materialise:.1f} s; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        )
         env = {**os.environ, "SME_QA_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
         rows, vectors = {}, {}
         for path in args.paths.split(","):
-            out = subprocess.run([sys.executable, __file__, "--worker", path, "--data", str(data),
-                                  "--repeat", str(args.repeat)], capture_output=True, text=True, env=env)
+            out = subprocess.run(
+                [sys.executable, __file__, "--worker", path, "--data", str(data), "--repeat", str(args.repeat)],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             if out.returncode:
                 sys.exit(f"{path} failed:\n{out.stderr}")
             rows[path] = json.loads(out.stdout.strip().splitlines()[-1])
             vectors[path] = np.load(data.with_suffix(f".{PATHS.index(path)}.npy"))
     reference = vectors.get("st fp32")
-    print(f"{'path':<18}{'load s':>8}{'passages/s':>12}{'per CPU-s':>11}{'query p50 ms':>14}"
-          f"{'peak RSS MB':>13}{'cos vs fp32':>13}")
+    print(f"{'path':<18}{'load s':>8}{'passages/s':>12}{'per CPU-s':>11}{'query p50 ms':>14}{'peak RSS MB':>13}{'cos vs fp32':>13}")
     for path, r in rows.items():
         cosine = f"{np.sum(vectors[path] * reference, axis=1).min():.5f}" if reference is not None else "-"
-        print(f"{path:<18}{r['load']:>8.1f}{r['rate']:>12.1f}{r['cpu']:>11.1f}{r['p50']:>14.1f}"
-              f"{r['rss']:>13.0f}{cosine:>13}")
+        print(f"{path:<18}{r['load']:>8.1f}{r['rate']:>12.1f}{r['cpu']:>11.1f}{r['p50']:>14.1f}{r['rss']:>13.0f}{cosine:>13}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

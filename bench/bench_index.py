@@ -65,8 +65,7 @@ def synthetic_corpus(root: Path, n: int) -> None:
     from sme_qa.text import split_sentences
 
     # whole sentences, so the paragraph repair keeps them apart: at most 300 distinct chunks
-    sentences = (s.strip() for l in EVAL.joinpath("passages.jsonl").open(encoding="utf-8")
-                 for s in split_sentences(json.loads(l)["text"]))
+    sentences = (s.strip() for l in EVAL.joinpath("passages.jsonl").open(encoding="utf-8") for s in split_sentences(json.loads(l)["text"]))
     pool = [s for s in sentences if 60 <= len(s) <= 150 and s.endswith("。")][:300]
     titles = ["专精特新企业动态", "中小企业数字化转型", "小巨人企业培育", "产业链协同创新"]
     for i in range(n):
@@ -90,7 +89,12 @@ def main() -> None:
         corpus.write_text("\n".join(json.dumps(p, ensure_ascii=False) for p in passages(args.passages)), encoding="utf-8")
         wall, peak, summary = run("index", "--corpus", str(corpus), "--vectors", str(tmp / "pv"), "--json")
         n = summary["chunks_total"]
-        rows.append((f"`sme-qa index`, {n} passages of ~150 chars, fresh process", f"{wall:.1f} s = {n / wall:.1f} passages/s (peak RSS {peak:.0f} MB)"))
+        rows.append(
+            (
+                f"`sme-qa index`, {n} passages of ~150 chars, fresh process",
+                f"{wall:.1f} s = {n / wall:.1f} passages/s (peak RSS {peak:.0f} MB)",
+            )
+        )
         wall2, _, _ = run("index", "--corpus", str(corpus), "--vectors", str(tmp / "pv2"), "--json", "--rebuild")
         rows.append(("same, second run (model cache warm on disk)", f"{wall2:.1f} s = {n / wall2:.1f} passages/s"))
 
@@ -99,18 +103,27 @@ def main() -> None:
         for _ in range(3):
             t, peak, _ = run("search", "我国已培育了多少家专精特新“小巨人”企业？", "--vectors", str(tmp / "sv"), "--json")
             times.append(t)
-        rows.append(("fresh-process `sme-qa search` on the sample index (median of 3)", f"{sorted(times)[1]:.2f} s (peak RSS {peak:.0f} MB)"))
+        rows.append(
+            ("fresh-process `sme-qa search` on the sample index (median of 3)", f"{sorted(times)[1]:.2f} s (peak RSS {peak:.0f} MB)")
+        )
 
         big = tmp / "big"
         synthetic_corpus(big, args.articles)
         wall, peak, s = run("index", "--corpus", str(big), "--vectors", str(tmp / "bv"), "--json")
         rows.append((f"{args.articles:,} articles: first build ({s['chunks_total']:,} chunks)", f"{wall:.1f} s (peak RSS {peak:.0f} MB)"))
         wall, peak, s = run("index", "--corpus", str(big), "--vectors", str(tmp / "bv"), "--json")
-        rows.append((f"{args.articles:,} articles: no-change re-index", f"{wall:.2f} s wall, {s['seconds']:.2f} s inside (written: {s['written']})"))
+        rows.append(
+            (f"{args.articles:,} articles: no-change re-index", f"{wall:.2f} s wall, {s['seconds']:.2f} s inside (written: {s['written']})")
+        )
         victim = big / "05" / "a05000.html"
         victim.write_text(victim.read_text(encoding="utf-8").replace("</p>", "（已更正）</p>", 1), encoding="utf-8")
         wall, peak, s = run("index", "--corpus", str(big), "--vectors", str(tmp / "bv"), "--json")
-        rows.append((f"{args.articles:,} articles: one article edited", f"{wall:.2f} s wall, {s['seconds']:.2f} s inside; {s['chunks_embedded']} embedded, {s['chunks_reused']:,} reused (peak RSS {peak:.0f} MB)"))
+        rows.append(
+            (
+                f"{args.articles:,} articles: one article edited",
+                f"{wall:.2f} s wall, {s['seconds']:.2f} s inside; {s['chunks_embedded']} embedded, {s['chunks_reused']:,} reused (peak RSS {peak:.0f} MB)",
+            )
+        )
         rows.append((f"{args.articles:,} articles: index size on disk", f"{size_mb(tmp / 'bv'):.1f} MB"))
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print("| measurement | result |\n|---|---|")

@@ -67,9 +67,24 @@ def key(result: dict) -> tuple:
 def start_server(corpus: Path, vectors: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sme_qa", "serve", "--corpus", str(corpus), "--vectors", str(vectors),
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "sme_qa",
+            "serve",
+            "--corpus",
+            str(corpus),
+            "--vectors",
+            str(vectors),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     deadline = time.monotonic() + 180
     assert proc.stdout is not None

@@ -79,9 +79,22 @@ def heuristic_ask(searcher):
         cols = R.sentence_features(q, hits, sents, view.places)
         score = cols["coverage"] + 0.3 * cols["passage_score"] + 0.25 * cols["typed"] - 0.3 * cols["short"]
         order = np.argsort(-score, kind="stable")
-        cands = [R.Candidate(sents[i].hit, sents[i].passage, sents[i].start, sents[i].end, sents[i].quote,
-                             sents[i].paragraph, sents[i].index, float(cols["coverage"][i]), 0.0, False,
-                             float(score[i])) for i in order]
+        cands = [
+            R.Candidate(
+                sents[i].hit,
+                sents[i].passage,
+                sents[i].start,
+                sents[i].end,
+                sents[i].quote,
+                sents[i].paragraph,
+                sents[i].index,
+                float(cols["coverage"][i]),
+                0.0,
+                False,
+                float(score[i]),
+            )
+            for i in order
+        ]
         dense = max((h.dense_score for h in hits if h.dense_score is not None), default=0.0)
         p = 1 / (1 + np.exp(-(-132 + 148 * dense + 8 * float(cols["coverage"].max()))))
         if p <= 0.5:
@@ -126,14 +139,17 @@ def main(argv=None) -> int:
         sample = Searcher(Settings.load(corpus=ROOT / "corpus", vectors=sample_dir / "vectors"))
     jobs = []
     if "xquad_zh" in sets:
-        jobs.append(("xquad_zh", lambda: searcher_for("xquad_zh"),
-                     rows_of(EVAL / "xquad_zh" / "questions.jsonl", args.limit)))
+        jobs.append(("xquad_zh", lambda: searcher_for("xquad_zh"), rows_of(EVAL / "xquad_zh" / "questions.jsonl", args.limit)))
     if "dureader" in sets:
-        jobs.append(("dureader_demo (in xquad_zh)", lambda: searcher_for("dureader_mix"),
-                     rows_of(EVAL / "dureader_demo" / "questions.jsonl", args.limit)))
+        jobs.append(
+            (
+                "dureader_demo (in xquad_zh)",
+                lambda: searcher_for("dureader_mix"),
+                rows_of(EVAL / "dureader_demo" / "questions.jsonl", args.limit),
+            )
+        )
     if "xquad_en2zh" in sets:
-        jobs.append(("xquad_en2zh", lambda: searcher_for("xquad_en2zh"),
-                     rows_of(EVAL / "xquad_en2zh" / "questions.jsonl", args.limit)))
+        jobs.append(("xquad_en2zh", lambda: searcher_for("xquad_en2zh"), rows_of(EVAL / "xquad_en2zh" / "questions.jsonl", args.limit)))
     if "seed" in sets:
         jobs.append(("seed_qa", lambda: sample, rows_of(EVAL / "seed_qa.jsonl")))
         jobs.append(("seed_unanswerable", lambda: sample, rows_of(EVAL / "seed_unanswerable.jsonl")))
@@ -167,11 +183,16 @@ def replace_row(row: dict) -> dict:
 def print_row(name: str, reader: str, m: dict, header: bool) -> None:
     if header:
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        print(f"{'set':<30}{'reader':<11}{'n':>6}{'correct':>9}{'declined':>10}{'span EM':>9}{'span F1':>9}"
-              f"{'unans. declined':>17}{'ask p50/p95 ms':>17}")
+        print(
+            f"{'set':<30}{'reader':<11}{'n':>6}{'correct':>9}{'declined':>10}{'span EM':>9}{'span F1':>9}"
+            f"{'unans. declined':>17}{'ask p50/p95 ms':>17}"
+        )
     un = f"{m['unanswerable_declined']:.3f} of {m['unanswerable']}" if m["unanswerable"] else "-"
-    print(f"{name:<30}{reader:<11}{m['n']:>6}{m['correct']:>9.3f}{m['declined']:>10.3f}{m['span_em']:>9.3f}"
-          f"{m['span_f1']:>9.3f}{un:>17}{m['ask_p50_ms']:>8} / {m['ask_p95_ms']:<7}", flush=True)
+    print(
+        f"{name:<30}{reader:<11}{m['n']:>6}{m['correct']:>9.3f}{m['declined']:>10.3f}{m['span_em']:>9.3f}"
+        f"{m['span_f1']:>9.3f}{un:>17}{m['ask_p50_ms']:>8} / {m['ask_p95_ms']:<7}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

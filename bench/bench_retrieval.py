@@ -71,8 +71,18 @@ def synthetic_index(size: int, directory: Path, index_type: str) -> float:
     build = time.perf_counter() - t0
     docs = [{"id": f"d{i}", "title": f"doc {i}", "paragraphs": [], "date": None, "source": None} for i in range(size // 10 + 1)]
     chunks = [
-        {"id": f"d{i // 10}:p{i % 10 + 1}", "doc_id": f"d{i // 10}", "text": texts[i % base], "paragraphs": [i % 10 + 1] * 2,
-         "start": 0, "end": 0, "hash": str(i), "input_hash": str(i), "lexical_hash": str(i), "title": ""}
+        {
+            "id": f"d{i // 10}:p{i % 10 + 1}",
+            "doc_id": f"d{i // 10}",
+            "text": texts[i % base],
+            "paragraphs": [i % 10 + 1] * 2,
+            "start": 0,
+            "end": 0,
+            "hash": str(i),
+            "input_hash": str(i),
+            "lexical_hash": str(i),
+            "title": "",
+        }
         for i in range(size)
     ]
     manifest = {"config": {"model": "intfloat/multilingual-e5-small"}, "fingerprint": _fingerprint(), "counts": {}}
@@ -117,7 +127,7 @@ def main() -> None:
         emit(("cmrc2018_dev incl. query embedding (300 q)", n, "flat", "hybrid", "-", p50, p95, mean))
 
     for size in [int(s) for s in args.sizes.split(",") if s]:
-        for kind in (["flat"] if size <= 200_000 else ["flat", "ivf"]):
+        for kind in ["flat"] if size <= 200_000 else ["flat", "ivf"]:
             with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
                 build = synthetic_index(size, Path(tmp) / "v", kind)
                 searcher = load(Path(tmp) / "v")
@@ -127,7 +137,6 @@ def main() -> None:
                 emit((f"synthetic ({len(qs)} q, cached query vectors)", size, kind, "hybrid", f"{build:.1f}", p50, p95, mean))
                 del searcher
             print(f"done {size} {kind}", file=sys.stderr)
-
 
 
 if __name__ == "__main__":

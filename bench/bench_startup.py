@@ -52,7 +52,10 @@ def one_start(corpus: Path, vectors: Path) -> tuple[float, float, str]:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "--corpus", str(corpus), "--vectors", str(vectors), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     ready = threading.Event()
 
@@ -88,14 +91,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         vectors = Path(tmp) / "vectors"
         build_index(args.corpus, vectors)
-        imports = {m: statistics.median(import_seconds(m) for _ in range(args.runs))
-                   for m in ("gradio", "sme_qa.web.server")}
+        imports = {m: statistics.median(import_seconds(m) for _ in range(args.runs)) for m in ("gradio", "sme_qa.web.server")}
         runs = [one_start(args.corpus, vectors) for _ in range(args.runs)]
     ready = statistics.median(r[0] for r in runs)
     first = statistics.median(r[1] for r in runs)
     load = os.getloadavg()[0]
-    print(f"cold start of python app.py, median of {args.runs} runs "
-          f"({len(os.sched_getaffinity(0))} CPUs, load average {load:.1f}: other work on the machine slows every row)")
+    print(
+        f"cold start of python app.py, median of {args.runs} runs "
+        f"({len(os.sched_getaffinity(0))} CPUs, load average {load:.1f}: other work on the machine slows every row)"
+    )
     print(f"{'stage':<28}{'seconds':>9}")
     print(f"{'import gradio':<28}{imports['gradio']:>9.2f}")
     print(f"{'import sme_qa.web.server':<28}{imports['sme_qa.web.server']:>9.2f}")

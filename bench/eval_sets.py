@@ -72,8 +72,7 @@ def main() -> None:
         t0 = time.perf_counter()
         vectors = ensure_index(name)[2]
         manifest = json.loads((vectors / "manifest.json").read_text())
-        print(f"{name}: {manifest['counts']} in {vectors} ({time.perf_counter() - t0:.0f} s, "
-              f"load {os.getloadavg()[0]:.1f})", flush=True)
+        print(f"{name}: {manifest['counts']} in {vectors} ({time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f})", flush=True)
 
 
 if __name__ == "__main__":

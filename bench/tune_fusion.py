@@ -68,13 +68,15 @@ def legs_for(name: str, limit: int | None = None) -> list[dict]:
         term_ids = [state.term_ids[t] for t in state.tokenizer.tokens(q["question"]) if t in state.term_ids]
         lex_rows, lex_scores = state.bm25.top(term_ids, DEPTH, None)
         doc = [c["doc_id"] for c in state.generation.chunks]
-        rows.append({
-            "question": q["question"], "gold": q["gold_pids"],
-            "dense": [[r, doc[r], round(float(s), 6)] for r, s in zip(dense_rows, dense_scores)],
-            "lexical": [[int(r), doc[r], round(float(s), 4)] for r, s in zip(lex_rows.tolist(), lex_scores.tolist())],
-        })
-    print(f"{name}: legs of {len(rows)} questions in {time.perf_counter() - t0:.0f} s (load {os.getloadavg()[0]:.1f})",
-          file=sys.stderr)
+        rows.append(
+            {
+                "question": q["question"],
+                "gold": q["gold_pids"],
+                "dense": [[r, doc[r], round(float(s), 6)] for r, s in zip(dense_rows, dense_scores)],
+                "lexical": [[int(r), doc[r], round(float(s), 4)] for r, s in zip(lex_rows.tolist(), lex_scores.tolist())],
+            }
+        )
+    print(f"{name}: legs of {len(rows)} questions in {time.perf_counter() - t0:.0f} s (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(rows, ensure_ascii=False))
     return rows[:limit] if limit else rows
@@ -161,8 +163,7 @@ class Prepared:
             doc = {k: d for leg in ("dense", "lexical") for k, d, _ in r[leg]}
             keys = list(doc)
             gold = np.array([doc[k] in r["gold"] for k in keys])
-            self.arrays.append((np.array([dense.get(k, 0.0) for k in keys]),
-                                np.array([lexical.get(k, 0.0) for k in keys]), gold))
+            self.arrays.append((np.array([dense.get(k, 0.0) for k in keys]), np.array([lexical.get(k, 0.0) for k in keys]), gold))
 
     def metrics(self, params) -> tuple[float, float, float]:
         from sme_qa.fusion import dense_weight
@@ -203,15 +204,19 @@ def fit(data: dict[str, list[dict]]):
     best = replace(ADAPTIVE, base=0.4, keyword=0.0, traditional=0.0, lexical_margin=0.0, dense_margin=0.0, agree=0.0)
     if EN_SET in data:
         en = Prepared(en_fit(data.pop(EN_SET)))
-        english = max((0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0),
-                      key=lambda e: sum(en.metrics(replace(best, english=e))[1:]))
+        english = max((0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0), key=lambda e: sum(en.metrics(replace(best, english=e))[1:]))
         best = replace(best, english=english)
         print(f"  english={english}", file=sys.stderr)
     prepared = {name: Prepared(rows) for name, rows in data.items()}
-    floors = {name: tuple(max(metrics(rows, [single(r, leg) for r in rows])[i] for leg in ("dense", "lexical"))
-                          for i in (1, 2)) for name, rows in data.items()}
-    joint = [replace(best, base=b, keyword=k) for b in (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
-             for k in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)]
+    floors = {
+        name: tuple(max(metrics(rows, [single(r, leg) for r in rows])[i] for leg in ("dense", "lexical")) for i in (1, 2))
+        for name, rows in data.items()
+    }
+    joint = [
+        replace(best, base=b, keyword=k)
+        for b in (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+        for k in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+    ]
     best = max(joint, key=lambda p: objective(prepared, p, floors))
     score = objective(prepared, best, floors)
     print(f"  base={best.base} keyword={best.keyword}: {score:.4f}", file=sys.stderr)
@@ -248,11 +253,12 @@ def main() -> None:
     variants = dict(VARIANTS)
     if args.fit:
         params, score = fit({s: data[s] for s in (*FIT_SETS, EN_SET) if s in data})
-        print(f"fitted on {', '.join(s for s in FIT_SETS if s in data)} and half of {EN_SET} "
-              f"(objective {score:.4f}): {params}")
+        print(f"fitted on {', '.join(s for s in FIT_SETS if s in data)} and half of {EN_SET} (objective {score:.4f}): {params}")
         variants["adaptive (refitted)"] = lambda r: fuse_adaptive(r, params)
-    print(f"load average {os.getloadavg()[0]:.1f}; fit sets: {', '.join(FIT_SETS)} + odd half of {EN_SET}; "
-          f"report only: {', '.join(REPORT_ONLY)} + even half of {EN_SET}")
+    print(
+        f"load average {os.getloadavg()[0]:.1f}; fit sets: {', '.join(FIT_SETS)} + odd half of {EN_SET}; "
+        f"report only: {', '.join(REPORT_ONLY)} + even half of {EN_SET}"
+    )
     print("| variant | " + " | ".join(f"{s} R@1 / R@5 / MRR@10" for s in sets) + " |")
     print("|---|" + "---|" * len(sets))
     for name, fn in variants.items():
@@ -260,9 +266,10 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     if EN_SET in data:
         held = en_held_out(data[EN_SET])
-        print(f"\n{EN_SET} held-out half ({len(held)} questions): "
-              + "; ".join(f"{name} " + FORMAT.format(*metrics(held, [fn(r) for r in held]))
-                          for name, fn in variants.items()))
+        print(
+            f"\n{EN_SET} held-out half ({len(held)} questions): "
+            + "; ".join(f"{name} " + FORMAT.format(*metrics(held, [fn(r) for r in held])) for name, fn in variants.items())
+        )
 
 
 if __name__ == "__main__":

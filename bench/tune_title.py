@@ -36,7 +36,7 @@ def main() -> None:
             vectors = vectors.parent / "seed_qa-sample"
         build_index(corpus, vectors)
         gen = load_generation(vectors)
-        with_title = embedder.embed_passages([f'{c["title"]}\n{c["text"]}' for c in gen.chunks])
+        with_title = embedder.embed_passages([f"{c['title']}\n{c['text']}" for c in gen.chunks])
         bare = embedder.embed_passages([c["text"] for c in gen.chunks])
         questions = [q for q in read_questions(qpath) if q.get("gold_pids") or q.get("docs")]
         qv = embedder.embed_queries([q["question"] for q in questions])

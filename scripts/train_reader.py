@@ -125,13 +125,22 @@ def collect(searcher, rows, name: str, cross: set[int]):
                         span_y.append((f1 >= 0.999).astype(float))
                         span_f1.append(f1)
                         span_g.append(np.full(len(cands), len(ans_rows)))
-            ans_rows.append({"set": name, "qid": row.get("qid"), "variant": variant, "cols": cols, "labels": labels,
-                             "hits": hs, "cross": use_cross})
+            ans_rows.append(
+                {"set": name, "qid": row.get("qid"), "variant": variant, "cols": cols, "labels": labels, "hits": hs, "cross": use_cross}
+            )
         if i % 500 == 0:
             print(f"  {name}: features {i}/{len(rows)}", flush=True)
     spans = (np.concatenate(span_X), np.concatenate(span_y), np.concatenate(span_g), np.concatenate(span_f1))
-    return (np.concatenate(sent_X), np.concatenate(sent_y), np.concatenate(sent_g),
-            np.concatenate(cross_X), np.concatenate(cross_y), np.concatenate(cross_g), ans_rows, spans)
+    return (
+        np.concatenate(sent_X),
+        np.concatenate(sent_y),
+        np.concatenate(sent_g),
+        np.concatenate(cross_X),
+        np.concatenate(cross_y),
+        np.concatenate(cross_g),
+        ans_rows,
+        spans,
+    )
 
 
 def cross_cosines(searcher, rows, found, cross: set[int]) -> dict[tuple[str, str], float]:
@@ -246,12 +255,20 @@ def main(argv=None) -> int:
     span = fit_linear(sX, sy, S.SPAN_FEATURES)
     span_threshold, span_scores = choose_span_threshold(span.predict(sX), sf, sg)
     meta = {
-        "trained_on": {n: {"questions": f"{n}/questions.jsonl", "sha256": sha256(args.eval_dir / n / "questions.jsonl"),
-                           "passages_sha256": sha256(args.eval_dir / n / "passages.jsonl")} for n in train_sets},
+        "trained_on": {
+            n: {
+                "questions": f"{n}/questions.jsonl",
+                "sha256": sha256(args.eval_dir / n / "questions.jsonl"),
+                "passages_sha256": sha256(args.eval_dir / n / "passages.jsonl"),
+            }
+            for n in train_sets
+        },
         "command": "python scripts/train_reader.py" + (" --compare" if args.compare else ""),
         "retrieval": {"k": K, "depth": DEPTH, "mode": "hybrid"},
         "wrong_cost": args.wrong_cost,
-        "sentences": len(y), "positives": int(y.sum()), "answerability_rows": len(ay),
+        "sentences": len(y),
+        "positives": int(y.sum()),
+        "answerability_rows": len(ay),
         "held_out": scores,
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
@@ -262,8 +279,10 @@ def main(argv=None) -> int:
     meta["train_seconds"] = round(time.perf_counter() - t0, 1)
     write(model, args.out)
     write_card(model, args.out.parent / "README.md")
-    print(f"wrote {args.out} ({args.out.stat().st_size} bytes) in {time.perf_counter() - t0:.0f} s; "
-          f"thresholds {threshold:.2f} (zh) {threshold_cross:.2f} (cross); golden {meta['golden']}")
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size} bytes) in {time.perf_counter() - t0:.0f} s; "
+        f"thresholds {threshold:.2f} (zh) {threshold_cross:.2f} (cross); golden {meta['golden']}"
+    )
     return 0
 
 
@@ -300,35 +319,55 @@ def golden(eval_dir: Path, model: R.Model) -> dict[str, float]:
 def write_card(model: R.Model, path: Path) -> None:
     meta = model.meta
     lines = [
-        "# The sme-qa reader (`reader.json`)", "",
+        "# The sme-qa reader (`reader.json`)",
+        "",
         "Logistic models over hand-designed features (see `sme_qa/reader.py`, `sme_qa/spans.py`): which sentence of",
         "the retrieved passages states the answer (Chinese questions; English questions with the features that",
         "survive translation and the sentence's embedding cosine), whether the best sentence really answers",
-        "(answerability, with a decline threshold), and which span of it is the short answer.  Plain JSON, no pickle.", "",
-        "## Training data (nothing else was used)", "",
-        "| set | questions sha256 | passages sha256 |", "|---|---|---|",
-        *[f"| `{n}` | `{v['sha256']}` | `{v['passages_sha256']}` |" for n, v in meta["trained_on"].items()], "",
+        "(answerability, with a decline threshold), and which span of it is the short answer.  Plain JSON, no pickle.",
+        "",
+        "## Training data (nothing else was used)",
+        "",
+        "| set | questions sha256 | passages sha256 |",
+        "|---|---|---|",
+        *[f"| `{n}` | `{v['sha256']}` | `{v['passages_sha256']}` |" for n, v in meta["trained_on"].items()],
+        "",
         f"Each question searched in its own set's index (hybrid, top {meta['retrieval']['depth']}); sentences of the top "
         f"{meta['retrieval']['k']} labelled by whether they hold a gold answer inside a gold passage "
         f"({meta['sentences']} sentences, {meta['positives']} positive); answerability rows ({meta['answerability_rows']}) "
-        "include every question a second time with its gold passages removed (same topic, no answer).", "",
-        "## Rebuild", "", "```", f"{meta['command']}", "```", "",
+        "include every question a second time with its gold passages removed (same topic, no answer).",
+        "",
+        "## Rebuild",
+        "",
+        "```",
+        f"{meta['command']}",
+        "```",
+        "",
         f"(~{meta['train_seconds'] / 60:.0f} min on this 2-core machine, index builds included.)  "
         f"Decline thresholds: {model.threshold:.2f} (Chinese), {model.threshold_cross:.2f} (English); a wrong answer "
-        f"is weighted {meta['wrong_cost']}× a right one when they are chosen.  Span threshold {model.span_threshold:.2f}.", "",
+        f"is weighted {meta['wrong_cost']}× a right one when they are chosen.  Span threshold {model.span_threshold:.2f}.",
+        "",
     ]
     if meta.get("held_out"):
-        lines += ["## Model choice: top-1 sentence accuracy on questions held out of the fit", "",
-                  "| held out | " + " | ".join(next(iter(meta["held_out"].values()))) + " |",
-                  "|---|" + "---|" * len(next(iter(meta["held_out"].values())))]
+        lines += [
+            "## Model choice: top-1 sentence accuracy on questions held out of the fit",
+            "",
+            "| held out | " + " | ".join(next(iter(meta["held_out"].values()))) + " |",
+            "|---|" + "---|" * len(next(iter(meta["held_out"].values()))),
+        ]
         for n, row in meta["held_out"].items():
             lines.append(f"| {n} | " + " | ".join(f"{v:.3f}" for v in row.values()) + " |")
         lines.append("")
-    lines += ["## Scores on sets it never saw", "",
-              "`python bench/bench_reader.py` prints the full table (xquad_zh, dureader_demo, xquad_en2zh, seed sets,",
-              "off-corpus, content-free); the README's \"Answer quality\" section has the last run.  Golden values",
-              "(`tests/test_answer.py` checks them):", "",
-              *[f"- {k}: {v}" for k, v in meta.get("golden", {}).items()], ""]
+    lines += [
+        "## Scores on sets it never saw",
+        "",
+        "`python bench/bench_reader.py` prints the full table (xquad_zh, dureader_demo, xquad_en2zh, seed sets,",
+        'off-corpus, content-free); the README\'s "Answer quality" section has the last run.  Golden values',
+        "(`tests/test_answer.py` checks them):",
+        "",
+        *[f"- {k}: {v}" for k, v in meta.get("golden", {}).items()],
+        "",
+    ]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -345,8 +384,12 @@ def choose_span_threshold(p: np.ndarray, f1: np.ndarray, groups: np.ndarray) -> 
     gain = {float(t): float(((bp >= t) * (bf - 0.5 * (bf < 0.2))).sum()) for t in np.linspace(0.0, 0.9, 46)}
     cut = max(gain, key=lambda t: gain[t])
     shown = bp >= cut
-    return cut, {"f1_all": float(bf.mean()), "em_all": float((bf >= 0.999).mean()), "shown": float(shown.mean()),
-                 "f1_shown_or_zero": float((bf * shown).mean())}
+    return cut, {
+        "f1_all": float(bf.mean()),
+        "em_all": float((bf >= 0.999).mean()),
+        "shown": float(shown.mean()),
+        "f1_shown_or_zero": float((bf * shown).mean()),
+    }
 
 
 def compare_folds(d, name: str) -> dict[str, dict[str, float]]:
@@ -372,15 +415,19 @@ def compare_folds(d, name: str) -> dict[str, dict[str, float]]:
         return lambda Z: HistGradientBoostingClassifier(max_iter=200, random_state=SEED).fit(X, y).predict_proba(Z)[:, 1]
 
     f, cf = list(R.FEATURES), list(R.CROSS_FEATURES)
-    heuristic = X[:, f.index("coverage")] + 0.3 * X[:, f.index("passage_score")] + 0.25 * X[:, f.index("typed")] - 0.3 * X[:, f.index("short")]
-    out = {f"{name} (2-fold by question)": {
-        "logistic": two_fold(lin(R.FEATURES), X, y, g),
-        "gbdt": two_fold(gbdt, X, y, g),
-        "heuristic v0.1": top1(heuristic, y, g),
-        "bigram recall only": top1(X[:, f.index("bigram_recall")], y, g),
-        "cross logistic": two_fold(lin(R.CROSS_FEATURES), cX, cy, cg),
-        "cosine only": top1(cX[:, cf.index("cosine")], cy, cg),
-    }}
+    heuristic = (
+        X[:, f.index("coverage")] + 0.3 * X[:, f.index("passage_score")] + 0.25 * X[:, f.index("typed")] - 0.3 * X[:, f.index("short")]
+    )
+    out = {
+        f"{name} (2-fold by question)": {
+            "logistic": two_fold(lin(R.FEATURES), X, y, g),
+            "gbdt": two_fold(gbdt, X, y, g),
+            "heuristic v0.1": top1(heuristic, y, g),
+            "bigram recall only": top1(X[:, f.index("bigram_recall")], y, g),
+            "cross logistic": two_fold(lin(R.CROSS_FEATURES), cX, cy, cg),
+            "cosine only": top1(cX[:, cf.index("cosine")], cy, cg),
+        }
+    }
     print("held out: " + ", ".join(f"{k} {v:.3f}" for k, v in next(iter(out.values())).items()), flush=True)
     return out
 
@@ -400,8 +447,7 @@ def compare(data) -> dict[str, dict[str, float]]:
         f = list(R.FEATURES)
         heuristic = tX[:, f.index("coverage")] + 0.3 * tX[:, f.index("passage_score")] + 0.25 * tX[:, f.index("typed")]
         cX, cy, cg = data[test][3], data[test][4], data[test][5]
-        ctrain = fit_linear(np.concatenate([data[n][3] for n in train]), np.concatenate([data[n][4] for n in train]),
-                            R.CROSS_FEATURES)
+        ctrain = fit_linear(np.concatenate([data[n][3] for n in train]), np.concatenate([data[n][4] for n in train]), R.CROSS_FEATURES)
         cf = list(R.CROSS_FEATURES)
         sX, _, sg, sf = data[test][7]
         trX = np.concatenate([data[n][7][0] for n in train])

@@ -43,8 +43,15 @@ def model_cache(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, model_cache):
     """No test reads the developer's corpus/, vectors/ or LLM settings by accident."""
-    for name in ("SME_QA_CORPUS", "SME_QA_VECTORS", "SME_QA_MODEL", "SME_QA_LLM_BASE_URL",
-                 "SME_QA_LLM_MODEL", "SME_QA_LLM_API_KEY", "SME_QA_AUTH"):
+    for name in (
+        "SME_QA_CORPUS",
+        "SME_QA_VECTORS",
+        "SME_QA_MODEL",
+        "SME_QA_LLM_BASE_URL",
+        "SME_QA_LLM_MODEL",
+        "SME_QA_LLM_API_KEY",
+        "SME_QA_AUTH",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SME_QA_CACHE", str(model_cache))
 
@@ -106,22 +113,43 @@ def tiny_model(tmp_path_factory) -> Path:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "find", ":", "doc", "sme", "loan", "bank",
-             "企", "业", "专", "精", "特", "新", "融", "资"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "find",
+        ":",
+        "doc",
+        "sme",
+        "loan",
+        "bank",
+        "企",
+        "业",
+        "专",
+        "精",
+        "特",
+        "新",
+        "融",
+        "资",
+    ]
     tokenizer = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, handle_chinese_chars=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     root = tmp_path_factory.mktemp("tiny")
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(root / "hf")
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    ).save_pretrained(root / "hf")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64
+    )
     BertModel(config).save_pretrained(root / "hf")
-    model = SentenceTransformer(modules=[Transformer(str(root / "hf")), Pooling(32, "mean")], device="cpu",
-                                prompts={"query": "find: ", "document": "doc: "})
+    model = SentenceTransformer(
+        modules=[Transformer(str(root / "hf")), Pooling(32, "mean")], device="cpu", prompts={"query": "find: ", "document": "doc: "}
+    )
     model.save(str(root / "st"))
     return root / "st"
 

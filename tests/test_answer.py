@@ -81,12 +81,12 @@ def test_unanswerable_seed_question_is_declined_with_near_misses(seed_answers):
         assert not re.search(r"\[\d+\]", answer.text)  # near misses are never cited as answers
 
 
-@pytest.mark.parametrize("path", [EVAL / "seed_unanswerable.jsonl", DATA / "near_topic_unanswerable.jsonl"],
-                         ids=["seed_unanswerable", "near_topic_written_here"])
+@pytest.mark.parametrize(
+    "path", [EVAL / "seed_unanswerable.jsonl", DATA / "near_topic_unanswerable.jsonl"], ids=["seed_unanswerable", "near_topic_written_here"]
+)
 def test_near_topic_questions_the_corpus_does_not_answer_are_declined(sample_searcher, path):
     rows = _rows(path)
-    answered = [(r["question"], a.citations[0].quote[:60]) for r in rows
-                if (a := sample_searcher.ask(r["question"], llm=False)).answered]
+    answered = [(r["question"], a.citations[0].quote[:60]) for r in rows if (a := sample_searcher.ask(r["question"], llm=False)).answered]
     assert len(rows) >= 15 and len(answered) <= len(rows) // 15, answered  # at least 14 of 15
 
 

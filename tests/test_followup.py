@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 QINGDAO = "001_9fb318df9e2783e2"
 # The follow-up's rewrite is the requirement here; its answer also depends on the reader, which is
 # being rebuilt: where that answer misses, the test is xfailed (not strict) with this reason.
-READER_97 = ("the reader (lead's answer split) does not yet quote 青岛's 97 for the rewritten follow-up; "
-             "the rewrite itself is asserted above")
+READER_97 = (
+    "the reader (lead's answer split) does not yet quote 青岛's 97 for the rewritten follow-up; the rewrite itself is asserted above"
+)
 NATIONAL = "000_c01459aaca3a05d0"
 
 
@@ -36,28 +37,59 @@ def chat(*pairs: str) -> list[dict[str, str]]:
 @pytest.mark.parametrize(
     ("history", "question", "expected"),
     [
-        (chat("海创汇首创的是什么创业模式？", "据《…》：「海创汇首创“有根创业”模式。」[1]"),
-         "它已经孵化出多少家上市公司？", "海创汇已经孵化出多少家上市公司？"),
-        (chat("我国已培育了多少家专精特新“小巨人”企业？", "据《…》：「“我国已培育8997家专精特新‘小巨人’企业。”」[1]"),
-         "那青岛呢？", "青岛已培育了多少家专精特新“小巨人”企业？"),
-        (chat("青岛目前有多少家专精特新“小巨人”企业？", "「目前有专精特新“小巨人”97家，全国排名第八。」[1]"),
-         "在全国排第几？", "青岛的专精特新“小巨人”企业在全国排第几？"),
-        (chat("京东集团服务了多少家省级专精特新中小企业？", "「京东集团已服务2.7万家省级专精特新中小企业。」[1]"),
-         "那“小巨人”企业呢？", "京东集团服务了多少家“小巨人”企业？"),
-        (chat("海创汇的董事长是谁？", "据《…》：「据海创汇董事长刘长文介绍，目前平台已经服务了4000多家中小企业。」[1]"),
-         "他说平台服务了多少家中小企业？", "海创汇董事长刘长文说平台服务了多少家中小企业？"),
-        (chat("首批“科创中国”创新基地一共有多少个？", "「近日，中国科学技术协会公布首批194个“科创中国”创新基地认定结果。」[1]"),
-         "其中有几个来自青岛？", "首批“科创中国”创新基地中有几个来自青岛？"),
-        (chat("青岛最早印发的专精特新认定办法叫什么名字？",
-              "「青岛早在2012年就印发了《中小企业“专精特新”产品(技术)认定办法》。」[1]"),
-         "是哪一年印发的？", "《中小企业“专精特新”产品(技术)认定办法》是哪一年印发的？"),
-        (chat("哪个平台是首批“小巨人”企业高质量发展公共服务示范平台？",
-              "「作为首批国家级专精特新“小巨人”企业高质量发展公共服务示范平台，海创汇首创“有根创业”模式。」[1]"),
-         "它的董事长是谁？", "海创汇的董事长是谁？"),
-        (chat("Which entrepreneurship model did Haichuanghui pioneer?", "According to 《…》: “海创汇首创“有根创业”模式。” [1]"),
-         "How many listed companies has it incubated?", "How many listed companies has Haichuanghui incubated?"),
-        (chat("How many little giants are there in China?", "According to 《…》: “我国已培育8997家专精特新‘小巨人’企业” [1]"),
-         "What about Qingdao?", "How many little giants are there in Qingdao?"),
+        (
+            chat("海创汇首创的是什么创业模式？", "据《…》：「海创汇首创“有根创业”模式。」[1]"),
+            "它已经孵化出多少家上市公司？",
+            "海创汇已经孵化出多少家上市公司？",
+        ),
+        (
+            chat("我国已培育了多少家专精特新“小巨人”企业？", "据《…》：「“我国已培育8997家专精特新‘小巨人’企业。”」[1]"),
+            "那青岛呢？",
+            "青岛已培育了多少家专精特新“小巨人”企业？",
+        ),
+        (
+            chat("青岛目前有多少家专精特新“小巨人”企业？", "「目前有专精特新“小巨人”97家，全国排名第八。」[1]"),
+            "在全国排第几？",
+            "青岛的专精特新“小巨人”企业在全国排第几？",
+        ),
+        (
+            chat("京东集团服务了多少家省级专精特新中小企业？", "「京东集团已服务2.7万家省级专精特新中小企业。」[1]"),
+            "那“小巨人”企业呢？",
+            "京东集团服务了多少家“小巨人”企业？",
+        ),
+        (
+            chat("海创汇的董事长是谁？", "据《…》：「据海创汇董事长刘长文介绍，目前平台已经服务了4000多家中小企业。」[1]"),
+            "他说平台服务了多少家中小企业？",
+            "海创汇董事长刘长文说平台服务了多少家中小企业？",
+        ),
+        (
+            chat("首批“科创中国”创新基地一共有多少个？", "「近日，中国科学技术协会公布首批194个“科创中国”创新基地认定结果。」[1]"),
+            "其中有几个来自青岛？",
+            "首批“科创中国”创新基地中有几个来自青岛？",
+        ),
+        (
+            chat("青岛最早印发的专精特新认定办法叫什么名字？", "「青岛早在2012年就印发了《中小企业“专精特新”产品(技术)认定办法》。」[1]"),
+            "是哪一年印发的？",
+            "《中小企业“专精特新”产品(技术)认定办法》是哪一年印发的？",
+        ),
+        (
+            chat(
+                "哪个平台是首批“小巨人”企业高质量发展公共服务示范平台？",
+                "「作为首批国家级专精特新“小巨人”企业高质量发展公共服务示范平台，海创汇首创“有根创业”模式。」[1]",
+            ),
+            "它的董事长是谁？",
+            "海创汇的董事长是谁？",
+        ),
+        (
+            chat("Which entrepreneurship model did Haichuanghui pioneer?", "According to 《…》: “海创汇首创“有根创业”模式。” [1]"),
+            "How many listed companies has it incubated?",
+            "How many listed companies has Haichuanghui incubated?",
+        ),
+        (
+            chat("How many little giants are there in China?", "According to 《…》: “我国已培育8997家专精特新‘小巨人’企业” [1]"),
+            "What about Qingdao?",
+            "How many little giants are there in Qingdao?",
+        ),
     ],
 )
 def test_follow_ups_become_standalone(history, question, expected):
@@ -66,22 +98,33 @@ def test_follow_ups_become_standalone(history, question, expected):
 
 
 def test_who_said_it_asks_about_the_quoted_sentence():
-    history = chat("今年国家级“小巨人”企业准备再培育多少家？",
-                   "据《…》：「“将在已有基础上，进一步创新‘专精特新’中小企业发展的路径。今年国家级‘小巨人’企业准备再培育3000家以上。”」[1]")
+    history = chat(
+        "今年国家级“小巨人”企业准备再培育多少家？",
+        "据《…》：「“将在已有基础上，进一步创新‘专精特新’中小企业发展的路径。今年国家级‘小巨人’企业准备再培育3000家以上。”」[1]",
+    )
     r = resolve("是谁说的？", history)
     assert r.rule == "quote" and r.question == "“今年国家级‘小巨人’企业准备再培育3000家以上”是谁说的？"
 
 
 def test_a_chain_of_follow_ups_keeps_its_subject():
-    history = chat("青岛目前有多少家专精特新“小巨人”企业？", "「目前有专精特新“小巨人”97家，全国排名第八，除直辖市外北方第一。」[1]",
-                   "在全国排第几？", "「全国排名第八。」[1]")
+    history = chat(
+        "青岛目前有多少家专精特新“小巨人”企业？",
+        "「目前有专精特新“小巨人”97家，全国排名第八，除直辖市外北方第一。」[1]",
+        "在全国排第几？",
+        "「全国排名第八。」[1]",
+    )
     assert resolve("那在北方呢？", history).question == "青岛的专精特新“小巨人”企业在北方排第几？"
 
 
 @pytest.mark.parametrize(
     "question",
-    ["海创汇首创的是什么创业模式？", "联想集团未来五年的研发总投入会达到多少？", "青岛征和工业的良品率达到了多少？",
-     "How many listed companies has Haichuanghui incubated?", "北京已经认定了多少家市级专精特新中小企业？"],
+    [
+        "海创汇首创的是什么创业模式？",
+        "联想集团未来五年的研发总投入会达到多少？",
+        "青岛征和工业的良品率达到了多少？",
+        "How many listed companies has Haichuanghui incubated?",
+        "北京已经认定了多少家市级专精特新中小企业？",
+    ],
 )
 def test_a_standalone_question_is_not_rewritten(question):
     history = chat("华纬科技把生产环节搬上了哪个平台？", "「通过设备联网把生产、物流、供应等环节搬上钉钉平台。」[1]")
@@ -96,9 +139,12 @@ def test_no_history_nothing_to_resolve():
 
 def test_history_is_validated_with_a_clear_message():
     assert check_history(None) == []
-    for bad, words in [("海创汇", "must be a list"), ([["user", "x"]], "history[0]"),
-                       ([{"role": "system", "content": "x"}], "history[0].role"),
-                       ([{"role": "user", "content": 3}], "history[0].content")]:
+    for bad, words in [
+        ("海创汇", "must be a list"),
+        ([["user", "x"]], "history[0]"),
+        ([{"role": "system", "content": "x"}], "history[0].role"),
+        ([{"role": "user", "content": 3}], "history[0].content"),
+    ]:
         with pytest.raises(QueryError, match=words.replace("[", r"\[").replace("]", r"\]")):
             check_history(bad)
 
@@ -157,11 +203,21 @@ def test_llm_condensation_falls_back_to_the_rule(sample_index, monkeypatch):
 
 def test_terminal_chat_keeps_the_conversation(sample_index, tmp_path):
     """``sme-qa chat`` with questions on stdin (not a terminal: no prompt), JSON answers on stdout."""
-    env = {"PYTHONPATH": str(ROOT / "src"), "SME_QA_CACHE": str(_cache()), "PATH": "/usr/bin:/bin",
-           "HOME": str(tmp_path), "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {
+        "PYTHONPATH": str(ROOT / "src"),
+        "SME_QA_CACHE": str(_cache()),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
     done = subprocess.run(  # the exit status is asserted below
         [sys.executable, "-m", "sme_qa", "chat", "--vectors", str(sample_index), "--json", "--no-llm"],
-        input="我国已培育了多少家专精特新“小巨人”企业？\n\n那青岛呢？\n", capture_output=True, text=True, env=env, timeout=120, check=False,
+        input="我国已培育了多少家专精特新“小巨人”企业？\n\n那青岛呢？\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
@@ -199,8 +255,10 @@ def test_llm_condenses_a_follow_up_and_bad_condensations_fall_back(tmp_path):
     from sme_qa.search import Searcher
     from sme_qa.settings import Settings
 
-    replies = {"/good/v1/chat/completions": "海创汇累计孵化了多少家上市公司？",
-               "/answers/v1/chat/completions": "海创汇已孵化出5家上市公司。[1]"}
+    replies = {
+        "/good/v1/chat/completions": "海创汇累计孵化了多少家上市公司？",
+        "/answers/v1/chat/completions": "海创汇已孵化出5家上市公司。[1]",
+    }
     seen: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -242,13 +300,16 @@ def test_chat_history_is_read_back_as_plain_messages():
     from sme_qa.records import Answer
     from sme_qa.web.render import answer_messages, history_messages
 
-    shown = Answer("它已经孵化出多少家上市公司？", "据《海创汇》：「海创汇已孵化出5家上市公司。」[1]",
-                   understood="海创汇已经孵化出多少家上市公司？")
+    shown = Answer(
+        "它已经孵化出多少家上市公司？", "据《海创汇》：「海创汇已孵化出5家上市公司。」[1]", understood="海创汇已经孵化出多少家上市公司？"
+    )
     rendered = answer_messages(shown)
     assert "按“海创汇已经孵化出多少家上市公司？”理解" in rendered[0]
-    chat_value = [{"role": "user", "content": [{"type": "text", "text": "海创汇首创的是什么创业模式？"}]},
-                  *({"role": "assistant", "content": m} for m in rendered),
-                  {"role": "assistant", "content": '<div class="sme-sources"><div>来源</div>「不要」</div>'}]
+    chat_value = [
+        {"role": "user", "content": [{"type": "text", "text": "海创汇首创的是什么创业模式？"}]},
+        *({"role": "assistant", "content": m} for m in rendered),
+        {"role": "assistant", "content": '<div class="sme-sources"><div>来源</div>「不要」</div>'},
+    ]
     back = history_messages(chat_value)
     assert back[0] == {"role": "user", "content": "海创汇首创的是什么创业模式？"}
     assert len(back) == 2 and back[1]["role"] == "assistant"

@@ -71,8 +71,7 @@ def test_signals_by_hand():
 def test_dense_weight_follows_the_signals():
     from sme_qa.fusion import Adaptive, Signals, dense_weight
 
-    p = Adaptive(base=0.4, keyword=0.2, traditional=0.1, lexical_margin=0.2, dense_margin=2.0, agree=0.0,
-                 english=0.85, lo=0.05, hi=0.95)
+    p = Adaptive(base=0.4, keyword=0.2, traditional=0.1, lexical_margin=0.2, dense_margin=2.0, agree=0.0, english=0.85, lo=0.05, hi=0.95)
     plain = Signals(english=False, keyword=False, traditional=False, lexical_margin=0.5, dense_margin=0.05, agree=True)
     assert dense_weight(plain, p) == pytest.approx(0.4 - 0.1 + 0.1)
     from dataclasses import replace

@@ -122,8 +122,16 @@ def _damage(vectors: Path, case: str) -> str:
 
 ALL_CASES = [f"{n}:{h}" for n, h in FILE_CASES] + list(MANIFEST_CASES)
 # Rebuilding costs a few seconds (jieba's dictionary loads per index): one case per file, three manifests.
-REPAIR_CASES = ["index.faiss:truncated", "chunks.jsonl:garbage", "documents.jsonl:missing", "lexical.npz:truncated",
-                "lexical.json:wrong-shape", "only-format", "no-fingerprint", "generation-escapes"]
+REPAIR_CASES = [
+    "index.faiss:truncated",
+    "chunks.jsonl:garbage",
+    "documents.jsonl:missing",
+    "lexical.npz:truncated",
+    "lexical.json:wrong-shape",
+    "only-format",
+    "no-fingerprint",
+    "generation-escapes",
+]
 
 
 @pytest.mark.parametrize("case", ALL_CASES)
@@ -159,8 +167,7 @@ def test_cli_says_damaged_then_plain_index_repairs(tiny):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "sme_qa", *args], capture_output=True, text=True, env=env,
-                              timeout=300, check=False)
+        return subprocess.run([sys.executable, "-m", "sme_qa", *args], capture_output=True, text=True, env=env, timeout=300, check=False)
 
     broken = cli("search", QUESTION, "--vectors", str(vectors))
     assert broken.returncode == 1
@@ -240,8 +247,7 @@ def test_too_little_free_space_is_refused_before_writing(tiny, monkeypatch):
     assert _leftovers(vectors) == before
 
 
-@pytest.mark.parametrize(("code", "said"), [(errno.EACCES, "permission denied writing "),
-                                            (errno.EROFS, "read-only file system")])
+@pytest.mark.parametrize(("code", "said"), [(errno.EACCES, "permission denied writing "), (errno.EROFS, "read-only file system")])
 def test_unwritable_index_is_one_line_with_the_path(tiny, monkeypatch, code, said):
     corpus, vectors = tiny
     before = _leftovers(vectors)
@@ -263,8 +269,7 @@ def small_disk(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True,
-                              timeout=10, check=False)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         pytest.skip(f"cannot mount a tmpfs: {exc}")
     if done.returncode != 0:

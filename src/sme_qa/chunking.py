@@ -209,12 +209,7 @@ def _group_paragraphs(paragraphs: Sequence[Paragraph], settings: ChunkSettings) 
     for g in groups:
         size = g[-1].end - g[0].start
         prev = merged[-1] if merged else None
-        if (
-            prev is not None
-            and size < settings.min_chars
-            and _complete(g[-1].text)
-            and g[-1].end - prev[0].start <= settings.max_chars
-        ):
+        if prev is not None and size < settings.min_chars and _complete(g[-1].text) and g[-1].end - prev[0].start <= settings.max_chars:
             prev.extend(g)
         else:
             merged.append(g)

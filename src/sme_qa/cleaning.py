@@ -62,9 +62,7 @@ _BLOCK = frozenset(
 )
 # Inside these, blank lines in text are HTML white space, not Markdown paragraph breaks.
 _PARA_LIKE = frozenset("p h1 h2 h3 h4 h5 h6 li dt dd td th pre caption figcaption summary".split())
-_DATE_META = frozenset(
-    {"article:published_time", "og:published_time", "pubdate", "publishdate", "date", "datepublished"}
-)
+_DATE_META = frozenset({"article:published_time", "og:published_time", "pubdate", "publishdate", "date", "datepublished"})
 _HTML_RE = re.compile(
     r"<(?:/?(?:p|div|br|span|a|h[1-6]|ul|ol|li|table|tr|td|th|section|article|strong|em|b|i|u|img|"
     r"script|style|html|body|head|meta|font|center|blockquote|pre|iframe|noscript|form|button|"
@@ -266,9 +264,7 @@ def _fold(text: str) -> str:
         start, end = m.start(), m.end()
         if start == 0 or end == len(m.string):
             return ""
-        if "\n" in run and (
-            _CJK_CHAR_RE.match(m.string[start - 1]) or _CJK_CHAR_RE.match(m.string[end])
-        ):
+        if "\n" in run and (_CJK_CHAR_RE.match(m.string[start - 1]) or _CJK_CHAR_RE.match(m.string[end])):
             return ""
         return " "
 

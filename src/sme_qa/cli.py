@@ -21,8 +21,12 @@ log = logging.getLogger(__name__)
 def _common(p: argparse.ArgumentParser, *, corpus: bool = False, vectors: bool = False) -> None:
     if corpus:
         p.add_argument("--corpus", help="corpus folder or .jsonl file (env SME_QA_CORPUS, default corpus/)")
-        p.add_argument("--max-file-mb", type=float, metavar="MB",
-                       help="skip corpus files (and .jsonl lines) larger than this (env SME_QA_MAX_FILE_MB, default 10)")
+        p.add_argument(
+            "--max-file-mb",
+            type=float,
+            metavar="MB",
+            help="skip corpus files (and .jsonl lines) larger than this (env SME_QA_MAX_FILE_MB, default 10)",
+        )
     if vectors:
         p.add_argument("--vectors", help="index folder (env SME_QA_VECTORS, default vectors/)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -75,8 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="dense,lexical,hybrid")
     p.add_argument("--fail-under", type=float, help="exit 1 if hybrid recall@5 is below this")
     p.add_argument("--limit", type=int, help="only the first N questions")
-    p.add_argument("--answers", action="store_true",
-                   help="also ask every question: answer correct, declined, span EM/F1, ask p50/p95")
+    p.add_argument("--answers", action="store_true", help="also ask every question: answer correct, declined, span EM/F1, ask p50/p95")
     _common(p, corpus=True, vectors=True)
 
     p = sub.add_parser("serve", help="start the chat app (indexes first if needed)")
@@ -148,8 +151,13 @@ def cmd_index(args) -> int:
     from .progress import progress_bar
 
     summary = build_index(
-        args.corpus, args.vectors, model=args.model, rebuild=args.rebuild,
-        index_type=args.index_type, progress=progress_bar(), max_file_mb=args.max_file_mb,
+        args.corpus,
+        args.vectors,
+        model=args.model,
+        rebuild=args.rebuild,
+        index_type=args.index_type,
+        progress=progress_bar(),
+        max_file_mb=args.max_file_mb,
     )  # logs one line per skipped file
     if args.json:
         _emit(summary.to_dict())
@@ -250,8 +258,7 @@ def cmd_chat(args) -> int:
             if not question:
                 continue
             try:
-                answer = searcher.ask(question, history=messages, k=args.k,
-                                      llm=False if args.no_llm else None, **_filters(args))
+                answer = searcher.ask(question, history=messages, k=args.k, llm=False if args.no_llm else None, **_filters(args))
             except SmeQaError as exc:
                 print(f"sme-qa: {exc}", file=sys.stderr)
                 continue
@@ -279,9 +286,15 @@ def cmd_eval(args) -> int:
     from .progress import progress_bar
 
     report = run_eval(
-        args.questions, corpus=args.corpus, vectors=args.vectors,
-        ks=[int(x) for x in args.k.split(",")], modes=args.modes.split(","), limit=args.limit,
-        progress=progress_bar(), answers=args.answers, max_file_mb=args.max_file_mb,
+        args.questions,
+        corpus=args.corpus,
+        vectors=args.vectors,
+        ks=[int(x) for x in args.k.split(",")],
+        modes=args.modes.split(","),
+        limit=args.limit,
+        progress=progress_bar(),
+        answers=args.answers,
+        max_file_mb=args.max_file_mb,
     )
     if args.json:
         _emit(report)
@@ -300,8 +313,7 @@ def cmd_serve(args) -> int:
     from .web.server import serve
 
     try:
-        serve(corpus=args.corpus, vectors=args.vectors, host=args.host, port=args.port, auth=args.auth,
-              max_file_mb=args.max_file_mb)
+        serve(corpus=args.corpus, vectors=args.vectors, host=args.host, port=args.port, auth=args.auth, max_file_mb=args.max_file_mb)
     except KeyboardInterrupt:  # Ctrl+C is how a server is stopped: not an error
         print("sme-qa: stopped", file=sys.stderr)
     return 0

@@ -50,10 +50,30 @@ class Quote:
 
 def with_attribution(c: Candidate, neighbours: Sequence[Candidate]) -> Quote:
     """``c`` joined with the sentence that says who spoke, when the quote and the speaker were split."""
-    before = next((n for n in neighbours if n.hit.doc_id == c.hit.doc_id and n.paragraph == c.paragraph and n.end <= c.start
-                   and c.start - n.end <= 2 and n.index == c.index - 1), None)
-    after = next((n for n in neighbours if n.hit.doc_id == c.hit.doc_id and n.paragraph == c.paragraph and n.start >= c.end
-                  and n.start - c.end <= 2 and n.index == c.index + 1), None)
+    before = next(
+        (
+            n
+            for n in neighbours
+            if n.hit.doc_id == c.hit.doc_id
+            and n.paragraph == c.paragraph
+            and n.end <= c.start
+            and c.start - n.end <= 2
+            and n.index == c.index - 1
+        ),
+        None,
+    )
+    after = next(
+        (
+            n
+            for n in neighbours
+            if n.hit.doc_id == c.hit.doc_id
+            and n.paragraph == c.paragraph
+            and n.start >= c.end
+            and n.start - c.end <= 2
+            and n.index == c.index + 1
+        ),
+        None,
+    )
     text = c.hit.text
     if after and c.quote.rstrip().endswith(("”", "」")) and len(after.quote) <= ATTRIBUTION_MAX and _ATTRIBUTION.search(after.quote):
         return Quote(c, c.start, after.end, text[c.start - c.hit.start : after.end - c.hit.start])
@@ -168,8 +188,9 @@ def quantities(sentence: str, terms: Sequence[tuple[str, float]]) -> list[tuple[
     return out
 
 
-def find_conflict(question: Question, candidates: Sequence[Candidate],
-                  places: Callable[[str], frozenset[str]] = lambda s: frozenset()) -> list[tuple[Candidate, str]]:
+def find_conflict(
+    question: Question, candidates: Sequence[Candidate], places: Callable[[str], frozenset[str]] = lambda s: frozenset()
+) -> list[tuple[Candidate, str]]:
     """Sentences from different articles giving different figures for the same measure of the
     same subject, newest first; [] when there is no such disagreement.
 
@@ -200,7 +221,8 @@ def find_conflict(question: Question, candidates: Sequence[Candidate],
 
     mine = subject(best)
     same = [
-        (c, value + u) for c, (value, u, ab, _) in offers.values()
+        (c, value + u)
+        for c, (value, u, ab, _) in offers.values()
         if u == unit and sum(weight[t] for t in ab & about) >= 0.5 * sum(weight[t] for t in ab | about) and subject(c) == mine
     ]
     if len({figure for _, figure in same}) < 2:

@@ -46,8 +46,9 @@ MAX_FILE_BYTES = 10 * 1024 * 1024  # per file; for JSONL, per line (a JSONL corp
 LIMIT_HINT = "raise the limit with --max-file-mb N or SME_QA_MAX_FILE_MB"
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".html", ".htm", ".jsonl"})
 # Not loadable, but clearly meant as articles: worth a message rather than silence.
-_DOCUMENT_SUFFIXES = frozenset(".pdf .doc .docx .rtf .odt .wps .json .ndjson .xml .csv .tsv .xhtml .shtml .mhtml .mht "
-                               ".text .mdx .gz .zip .epub".split())
+_DOCUMENT_SUFFIXES = frozenset(
+    ".pdf .doc .docx .rtf .odt .wps .json .ndjson .xml .csv .tsv .xhtml .shtml .mhtml .mht .text .mdx .gz .zip .epub".split()
+)
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -402,7 +403,7 @@ def _jsonl_article(line: bytes, where: str) -> Article:
     except json.JSONDecodeError as err:
         raise InputFileError(where, f"invalid JSON ({err.msg} at column {err.colno}); fix this line") from None
     if not isinstance(record, dict):
-        raise InputFileError(where, "not a JSON object; each line must be one {\"id\": …, \"title\": …, \"text\": …} object")
+        raise InputFileError(where, 'not a JSON object; each line must be one {"id": …, "title": …, "text": …} object')
     record = {str(k).lower(): v for k, v in record.items()}
     doc_id = next((record[k] for k in _ID_KEYS if record.get(k) not in (None, "")), None)
     if isinstance(doc_id, int) and not isinstance(doc_id, bool):

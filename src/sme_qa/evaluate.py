@@ -172,9 +172,15 @@ def answer_metrics(rows: Sequence[dict[str, Any]], ask: Callable[[str], Any], pr
         return round(times[min(len(times) - 1, int(p * len(times)))], 1) if times else 0.0
 
     return {
-        "n": len(answerable), "correct": correct / n, "declined": declined / n, "span_em": em / n, "span_f1": f1 / n,
-        "unanswerable": unanswerable, "unanswerable_declined": declined_unanswerable / unanswerable if unanswerable else None,
-        "ask_p50_ms": pct(0.5), "ask_p95_ms": pct(0.95),
+        "n": len(answerable),
+        "correct": correct / n,
+        "declined": declined / n,
+        "span_em": em / n,
+        "span_f1": f1 / n,
+        "unanswerable": unanswerable,
+        "unanswerable_declined": declined_unanswerable / unanswerable if unanswerable else None,
+        "ask_p50_ms": pct(0.5),
+        "ask_p95_ms": pct(0.95),
     }
 
 
@@ -193,9 +199,12 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     a = report.get("answers")
     if a:
-        lines += ["", "| answers | correct | declined | span EM | span F1 | unanswerable declined | ask p50 / p95 ms |",
-                  "|---|---|---|---|---|---|---|",
-                  f"| {a['n']} | {a['correct']:.3f} | {a['declined']:.3f} | {a['span_em']:.3f} | {a['span_f1']:.3f} | "
-                  + (f"{a['unanswerable_declined']:.3f} of {a['unanswerable']}" if a["unanswerable"] else "-")
-                  + f" | {a['ask_p50_ms']} / {a['ask_p95_ms']} |"]
+        lines += [
+            "",
+            "| answers | correct | declined | span EM | span F1 | unanswerable declined | ask p50 / p95 ms |",
+            "|---|---|---|---|---|---|---|",
+            f"| {a['n']} | {a['correct']:.3f} | {a['declined']:.3f} | {a['span_em']:.3f} | {a['span_f1']:.3f} | "
+            + (f"{a['unanswerable_declined']:.3f} of {a['unanswerable']}" if a["unanswerable"] else "-")
+            + f" | {a['ask_p50_ms']} / {a['ask_p95_ms']} |",
+        ]
     return "\n".join(lines)

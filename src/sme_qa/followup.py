@@ -65,16 +65,14 @@ def check_history(history: Any) -> list[dict[str, str]]:
     if history is None:
         return []
     if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
-        raise QueryError(
-            f"history must be a list of messages like {{\"role\": \"user\", \"content\": \"…\"}}, not {type(history).__name__}"
-        )
+        raise QueryError(f'history must be a list of messages like {{"role": "user", "content": "…"}}, not {type(history).__name__}')
     out = []
     for i, message in enumerate(history[-MAX_HISTORY_MESSAGES:]):
         if not isinstance(message, dict):
-            raise QueryError(f"history[{i}] must be a {{\"role\", \"content\"}} object, not {type(message).__name__}")
+            raise QueryError(f'history[{i}] must be a {{"role", "content"}} object, not {type(message).__name__}')
         role, content = message.get("role"), message.get("content")
         if role not in _ROLES:
-            raise QueryError(f"history[{i}].role must be \"user\" or \"assistant\", not {role!r}")
+            raise QueryError(f'history[{i}].role must be "user" or "assistant", not {role!r}')
         if not isinstance(content, str):
             raise QueryError(f"history[{i}].content must be a string, not {type(content).__name__}")
         out.append({"role": role, "content": content[:MAX_MESSAGE_CHARS]})
@@ -138,8 +136,30 @@ _REGION = re.compile(r"^(?:全国|我国|中国|国内|全球|国家|各地|全�
 _LEVEL = re.compile(r"(?:市|省|区|县)级")
 _ORG_WORDS = re.compile(r"(?:公司|集团|企业|平台|基地|协会|大学|研究院|委员会|部|局|厅|汇)$")
 # jieba tags these as nouns, but in a question they are the predicate
-_PREDICATE_WORDS = frozenset({"首创", "首倡", "董事长", "总裁", "部长", "主任", "负责人", "目标", "数量", "总数",
-                              "一共", "总共", "共计", "合计", "目前", "现在", "已经", "未来", "今年", "去年"})
+_PREDICATE_WORDS = frozenset(
+    {
+        "首创",
+        "首倡",
+        "董事长",
+        "总裁",
+        "部长",
+        "主任",
+        "负责人",
+        "目标",
+        "数量",
+        "总数",
+        "一共",
+        "总共",
+        "共计",
+        "合计",
+        "目前",
+        "现在",
+        "已经",
+        "未来",
+        "今年",
+        "去年",
+    }
+)
 _QUESTION_WORD = re.compile(r"多少|几|什么|哪|谁|何|怎|如何|是否|吗|呢")
 _STOP_TAIL = "的之"
 
@@ -160,8 +180,13 @@ def _before_de(ws: list[tuple[str, str]]) -> str:
         if w == "的":
             text = "".join(out)
             return text if 2 <= len(text) <= 12 else ""
-        if (w in _PREDICATE_WORDS or _QUESTION_WORD.search(w) or _PUNCT.fullmatch(w)
-                or tag[:1] in ("t", "d", "p", "r", "m", "u", "q", "y") or (tag.startswith("v") and len(w) > 1)):
+        if (
+            w in _PREDICATE_WORDS
+            or _QUESTION_WORD.search(w)
+            or _PUNCT.fullmatch(w)
+            or tag[:1] in ("t", "d", "p", "r", "m", "u", "q", "y")
+            or (tag.startswith("v") and len(w) > 1)
+        ):
             return ""
         out.append(w)
     return ""
@@ -237,10 +262,16 @@ _ZH_PRONOUN = re.compile(rf"^(?:那么|那|而|还有)?(?P<p>{_ZH_PERSON}|{_ZH_T
 _ZH_INNER_PRONOUN = re.compile(rf"(?P<p>{_ZH_PERSON}|它们|它)")
 _ZH_THIS_WAY = re.compile(r"^(?P<p>这样做|这样|这么做|如此|这一|这些|这个|那个|那些)(?P<rest>.*)$", re.DOTALL)
 _ZH_AMONG = re.compile(r"^(?:那么|那)?其中(?P<rest>.*)$", re.DOTALL)
-_ZH_ELLIPSIS = re.compile(r"^(?:那么|那|而|还有|再说说|说说|换成|如果是|要是)?(?:在)?(?P<x>[^？?，,。]{1,24}?)(?:的情况|的呢|呢|怎么样|如何)\s*[？?]?$")
-_ZH_WHO_SAID = re.compile(r"^(?:这|这句话|这话|这个说法|这些|那)?(?:是)?(?:谁|哪位|什么人|哪个部门|哪家(?:机构|媒体)?)(?:说|讲|提出|表示|透露|介绍|披露|发布|公布)(?:的)?\s*[？?]?$")
+_ZH_ELLIPSIS = re.compile(
+    r"^(?:那么|那|而|还有|再说说|说说|换成|如果是|要是)?(?:在)?(?P<x>[^？?，,。]{1,24}?)(?:的情况|的呢|呢|怎么样|如何)\s*[？?]?$"
+)
+_ZH_WHO_SAID = re.compile(
+    r"^(?:这|这句话|这话|这个说法|这些|那)?(?:是)?(?:谁|哪位|什么人|哪个部门|哪家(?:机构|媒体)?)(?:说|讲|提出|表示|透露|介绍|披露|发布|公布)(?:的)?\s*[？?]?$"
+)
 # a question with no subject of its own opens with the predicate
-_ZH_NO_SUBJECT = re.compile(r"^(?:截至|截止|是|在|有|还|又|也|共|一共|总共|排|位居|位列|被|从|于|由|将|会|能|要|已|已经|曾|属于|来自|成立于|位于|达到|获得|入选|哪一?年|何时|什么时候|多少|几|为什么|为何|怎么|如何)")
+_ZH_NO_SUBJECT = re.compile(
+    r"^(?:截至|截止|是|在|有|还|又|也|共|一共|总共|排|位居|位列|被|从|于|由|将|会|能|要|已|已经|曾|属于|来自|成立于|位于|达到|获得|入选|哪一?年|何时|什么时候|多少|几|为什么|为何|怎么|如何)"
+)
 _ZH_WHO_IS = re.compile(r"^(?P<x>.+?)(?:是谁|是哪位|叫什么(?:名字)?)")
 
 
@@ -308,7 +339,7 @@ def _topic(prev: Turn) -> str:
         return ""
     np = m.group("np")
     if named:
-        np = np[len(_subject(np)):].lstrip("的最早首先") if len(_subject(np)) < len(np) else np
+        np = np[len(_subject(np)) :].lstrip("的最早首先") if len(_subject(np)) < len(np) else np
     for quote in quotes(prev.answer):
         for title in re.findall(r"《[^》]{2,60}》", quote):
             if title[-3:-1] == np[-2:]:
@@ -328,8 +359,11 @@ def _replace_slot(prev: str, x: str) -> str:
     for i, (w, tag) in enumerate(prev_words):
         if len(w) > 1 and x_words and w == x_words[0][0] and (tag in _NOUNISH or tag.startswith("n")):
             j = i
-            while j < len(prev_words) and (prev_words[j][1] in _NOUNISH or prev_words[j][1].startswith(("n", "d"))) \
-                    and not _PUNCT.fullmatch(prev_words[j][0]):
+            while (
+                j < len(prev_words)
+                and (prev_words[j][1] in _NOUNISH or prev_words[j][1].startswith(("n", "d")))
+                and not _PUNCT.fullmatch(prev_words[j][0])
+            ):
                 j += 1
             return "".join(v for v, _ in prev_words[:i]) + x + "".join(v for v, _ in prev_words[j:])
     kind = _kind(x)
@@ -339,7 +373,7 @@ def _replace_slot(prev: str, x: str) -> str:
         same = [p for p in places if bool(_REGION.match(p)) == bool(_REGION.match(place))]
         if same or places:
             old = (same or places)[0]
-            rest = x[x.index(place) + len(place):].lstrip("的")
+            rest = x[x.index(place) + len(place) :].lstrip("的")
             suffix = old[-1] if old[-1] in "省市" and place[-1] not in "省市" and len(old) > 2 and not rest.startswith(old[-1]) else ""
             out = prev.replace(old, place + suffix + (rest if len(rest) < 2 else ""), 1)
             if not _LEVEL.search(x):  # 市级/省级 belonged to the old place: 北京市级… → 青岛…
@@ -399,8 +433,10 @@ def _resolve_zh(question: str, history: list[Turn]) -> Resolution:
 
 def _overlap(a: str, b: str) -> int:
     """Shared Han bigrams and numbers: how much a quoted sentence is about a question."""
+
     def units(t: str) -> set[str]:
         return {t[i : i + 2] for i in range(len(t) - 1)} | set(re.findall(r"\d+", t))
+
     return len(units(a) & units(b))
 
 
@@ -417,7 +453,9 @@ def _names_something(question: str) -> bool:
 
 _EN_PRONOUN = re.compile(r"\b(it|its|they|their|them|he|his|him|she|her|this company|that company|the company)\b", re.IGNORECASE)
 _EN_ELLIPSIS = re.compile(r"^\s*(?:and|what about|how about|and what about|what of)\s+(?P<x>.+?)\s*\??\s*$", re.IGNORECASE)
-_EN_WH = re.compile(r"^(?:what|which|who|whom|whose|when|where|why|how(?: many| much)?|is|are|was|were|do|does|did|has|have|had|can)\b", re.IGNORECASE)
+_EN_WH = re.compile(
+    r"^(?:what|which|who|whom|whose|when|where|why|how(?: many| much)?|is|are|was|were|do|does|did|has|have|had|can)\b", re.IGNORECASE
+)
 _EN_NAME = re.compile(r"(?<!^)(?<![.?!]\s)\b([A-Z][\w'-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w'-]*)*)")
 
 

@@ -151,6 +151,12 @@ def dense_weight(s: Signals, p: Adaptive = ADAPTIVE) -> float:
     """The dense leg's weight in the convex fusion for a question with signals ``s``."""
     if s.english:
         return p.english
-    w = (p.base + p.keyword * s.keyword - p.traditional * s.traditional - p.lexical_margin * s.lexical_margin
-         + p.dense_margin * s.dense_margin + p.agree * s.agree)
+    w = (
+        p.base
+        + p.keyword * s.keyword
+        - p.traditional * s.traditional
+        - p.lexical_margin * s.lexical_margin
+        + p.dense_margin * s.dense_margin
+        + p.agree * s.agree
+    )
     return min(p.hi, max(p.lo, w))

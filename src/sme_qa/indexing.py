@@ -251,7 +251,9 @@ def _update(
         kept = []
         for article in got:
             if article.id in seen:
-                skipped.append(Skipped(article.location, f"duplicate document id {article.id!r}, already read from {seen[article.id]}; rename one"))
+                skipped.append(
+                    Skipped(article.location, f"duplicate document id {article.id!r}, already read from {seen[article.id]}; rename one")
+                )
                 continue
             seen[article.id] = article.location
             kept.append(article)
@@ -273,8 +275,20 @@ def _update(
             seconds=round(time.perf_counter() - started, 3),
             skipped=tuple(skipped),
         )
-    return _write(settings, config, chunking, old, articles, new_sources, skipped, progress, embedder, started,
-                  pipeline=pipeline, retokenise=retokenise)
+    return _write(
+        settings,
+        config,
+        chunking,
+        old,
+        articles,
+        new_sources,
+        skipped,
+        progress,
+        embedder,
+        started,
+        pipeline=pipeline,
+        retokenise=retokenise,
+    )
 
 
 def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dict[str, Any]]) -> list[Article] | None:
@@ -328,8 +342,7 @@ def _write(
     if embedder is None:
         embedder = _embedder(settings, len({input_hashes[i] for i in todo if input_hashes[i] not in cached}))
     if old is not None and old.manifest.get("fingerprint") != embedder.fingerprint:
-        log.info("the embedding weights changed (%s → %s); re-embedding everything",
-                 old.manifest.get("fingerprint"), embedder.fingerprint)
+        log.info("the embedding weights changed (%s → %s); re-embedding everything", old.manifest.get("fingerprint"), embedder.fingerprint)
         old, reuse, todo = None, [None] * len(chunks), list(range(len(chunks)))
         if not injected:  # a bigger batch may want the other backend of the same weights
             embedder = _embedder(settings, len(todo))
@@ -350,8 +363,13 @@ def _write(
         row_of: dict[str, np.ndarray] = {h: cached[h] for h in first if h in cached}
         from_cache = sum(input_hashes[i] in row_of for i in todo)
         unique = [i for h, i in first.items() if h not in row_of]
-        log.info("embedding %d chunks with %s (%d reused, %d from the cache of a failed run)",
-                 len(unique), embedder.backend, len(chunks) - len(todo), len(row_of))
+        log.info(
+            "embedding %d chunks with %s (%d reused, %d from the cache of a failed run)",
+            len(unique),
+            embedder.backend,
+            len(chunks) - len(todo),
+            len(row_of),
+        )
         report = progress
         for lo in range(0, len(unique), CACHE_SLICE):
             part = unique[lo : lo + CACHE_SLICE]
@@ -424,8 +442,9 @@ def _write(
     except IndexWriteError as exc:
         kept = len(cached) + cache.kept
         if kept:
-            raise IndexWriteError(f"{exc}; the {kept} embeddings computed are kept in {cache.dir}/ "
-                                  "so the retry does not compute them again") from None
+            raise IndexWriteError(
+                f"{exc}; the {kept} embeddings computed are kept in {cache.dir}/ so the retry does not compute them again"
+            ) from None
         raise
     cache.clear()
     reused = len(chunks) - len(todo)
@@ -470,8 +489,7 @@ def _doc_chunk_hashes(doc_rows: list[dict[str, Any]], chunk_rows: list[dict[str,
     return {d["id"]: {"hash": d["hash"], "chunks": by_doc.get(d["id"], [])} for d in doc_rows}
 
 
-def _assemble_tf(old_tf: sp.spmatrix | None, reuse: list[int | None], fresh: list[int], tf_new: sp.spmatrix,
-                 n_terms: int) -> sp.csr_matrix:
+def _assemble_tf(old_tf: sp.spmatrix | None, reuse: list[int | None], fresh: list[int], tf_new: sp.spmatrix, n_terms: int) -> sp.csr_matrix:
     """Reused rows of the old count matrix and fresh rows, in chunk order (one fancy-index)."""
     import scipy.sparse as sp
 
@@ -480,7 +498,5 @@ def _assemble_tf(old_tf: sp.spmatrix | None, reuse: list[int | None], fresh: lis
     tf_new = sp.csr_matrix(tf_new, dtype=np.int32)
     tf_new.resize((tf_new.shape[0], n_terms))
     fresh_pos = {i: j for j, i in enumerate(fresh)}
-    order = np.array(
-        [r if r is not None else old_tf.shape[0] + fresh_pos[i] for i, r in enumerate(reuse)], dtype=np.int64
-    )
+    order = np.array([r if r is not None else old_tf.shape[0] + fresh_pos[i] for i, r in enumerate(reuse)], dtype=np.int64)
     return sp.vstack([old_tf, tf_new], format="csr")[order]

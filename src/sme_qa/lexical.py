@@ -59,16 +59,11 @@ class Tokenizer:
         text = normalize(text)
         if self.t2s:
             text = to_simplified(text)
-        out = [
-            w
-            for w in self._jieba.cut_for_search(text)
-            if w not in STOP_WORDS and _WORDISH.fullmatch(w)
-        ]
+        out = [w for w in self._jieba.cut_for_search(text) if w not in STOP_WORDS and _WORDISH.fullmatch(w)]
         if self.bigrams:
             for run in _HAN_RUN.findall(text):
                 out.extend("#" + run[i : i + 2] for i in range(len(run) - 1))
         return out
-
 
     def words(self, text: str, *, normalized: bool = True) -> list[str]:
         """jieba's precise-mode words of ``text`` (no search-mode sub-words, no bigrams): in matching

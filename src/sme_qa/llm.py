@@ -41,7 +41,7 @@ SYSTEM_PROMPT = (
 )
 ENGLISH_NOTE = (
     "The question is in English: answer in English, quote figures and names exactly as the passages give them, "
-    f"and if the passages do not answer it, reply only: \"{DECLINE_EN}\""
+    f'and if the passages do not answer it, reply only: "{DECLINE_EN}"'
 )
 
 _MARKER = re.compile(r"[\[［【]\s*(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*[\]］】]")

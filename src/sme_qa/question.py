@@ -23,8 +23,20 @@ KINDS = ("reason", "date", "number", "who", "where", "define", "name")
 _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("reason", re.compile(r"为什么|为何|什么原因|原因是|\bwhy\b", re.I)),
     ("date", re.compile(r"何时|什么时候|什么时间|哪一?年|哪一?天|哪个月|几月|几号|\bwhen\b|what (?:year|date|day)|which year", re.I)),
-    ("number", re.compile(r"多少|几|多大|多高|多长|多久|百分之|比例|比重|how (?:many|much|long|large|big)|what (?:percentage|share|proportion|number)", re.I)),
-    ("who", re.compile(r"谁|哪位|哪些人|什么人|哪家|哪个(?:机构|公司|企业|单位|部门)|\bwho(?:m|se)?\b|which (?:company|companies|organi[sz]ation|firm|agency|ministry)", re.I)),
+    (
+        "number",
+        re.compile(
+            r"多少|几|多大|多高|多长|多久|百分之|比例|比重|how (?:many|much|long|large|big)|what (?:percentage|share|proportion|number)",
+            re.I,
+        ),
+    ),
+    (
+        "who",
+        re.compile(
+            r"谁|哪位|哪些人|什么人|哪家|哪个(?:机构|公司|企业|单位|部门)|\bwho(?:m|se)?\b|which (?:company|companies|organi[sz]ation|firm|agency|ministry)",
+            re.I,
+        ),
+    ),
     ("where", re.compile(r"哪里|哪儿|在哪|何地|哪个(?:省|市|城市|国家|地区)|\bwhere\b|which (?:city|province|country|region)", re.I)),
     ("define", re.compile(r"什么意思|什么是|是指什么|指的是什么|含义|定义|\bmean(?:s|ing)?\b", re.I)),
     ("name", re.compile(r"什么|哪|\bwhat\b|\bwhich\b", re.I)),
@@ -73,7 +85,9 @@ _CODE = re.compile(
 ANSWER_SHAPES: dict[str, re.Pattern[str]] = {
     "number": re.compile(rf"(?<![\d.])(?!\d{{4}}年)(?:{_NUM})\s*(?:多|余)?(?:{UNIT})"),  # not a year
     "date": re.compile(r"\d{4}年|\d{1,2}月(?:\d{1,2}日)?|\d{4}-\d{1,2}|今年|去年|明年|近日|年初|年底|上半年|下半年"),
-    "who": re.compile(r"公司|集团|大学|学院|协会|研究院|委员会|部|局|厅|办公室|中心|银行|部长|主任|董事长|总裁|总经理|ceo|教授|院长|记者|工程师|负责人|代表"),
+    "who": re.compile(
+        r"公司|集团|大学|学院|协会|研究院|委员会|部|局|厅|办公室|中心|银行|部长|主任|董事长|总裁|总经理|ceo|教授|院长|记者|工程师|负责人|代表"
+    ),
     "where": re.compile(r"[省市县区州]|国家|全国|城市|地区"),
     "name": re.compile(r"[“《「『][^”》」』]{2,24}[”》」』]"),
     "reason": re.compile(r"因为|由于|原因|为了|所以|因此|难点|痛点|困难|问题|导致"),
@@ -153,8 +167,9 @@ def analyse(question: str, tokens: Sequence[str], idf: Idf, tag: Tag = lambda w:
     names = tuple(dict.fromkeys(names + tuple(match_form(m) for m in _PINNED.findall(text))))
     national = any(s in form for s in NATIONAL_SCOPE)
     left, right = wh_context(form)
-    return Question(text, not has_han(text), question_kind(text), terms, names, target, unit, national, places,
-                    left, right, is_content_free(text))
+    return Question(
+        text, not has_han(text), question_kind(text), terms, names, target, unit, national, places, left, right, is_content_free(text)
+    )
 
 
 def wh_context(form: str, width: int = 4) -> tuple[str, str]:

@@ -141,20 +141,63 @@ def _bigrams(form: str) -> set[str]:
 # ------------------------------------------------------------ features
 
 FEATURES = (
-    "coverage", "coverage_window", "coverage_passage", "coverage_gap", "bigram_recall", "bigram_gap",
-    "bigram_precision", "longest_common", "left_context", "right_context", "typed", "typed_new",
-    *(f"typed_{k}" for k in KINDS), "kind_unknown", "log_length", "short", "first_sentence", "position",
-    "passage_reciprocal_rank", "passage_score", "dense_gap", "lexical_score", "names_missing", "names_missing_passage",
-    "foreign_place", "national_mismatch", "target_coverage",
+    "coverage",
+    "coverage_window",
+    "coverage_passage",
+    "coverage_gap",
+    "bigram_recall",
+    "bigram_gap",
+    "bigram_precision",
+    "longest_common",
+    "left_context",
+    "right_context",
+    "typed",
+    "typed_new",
+    *(f"typed_{k}" for k in KINDS),
+    "kind_unknown",
+    "log_length",
+    "short",
+    "first_sentence",
+    "position",
+    "passage_reciprocal_rank",
+    "passage_score",
+    "dense_gap",
+    "lexical_score",
+    "names_missing",
+    "names_missing_passage",
+    "foreign_place",
+    "national_mismatch",
+    "target_coverage",
 )
 CROSS_FEATURES = (
-    "cosine", "cosine_gap", "cosine_rank_reciprocal", "typed", "typed_new", *(f"typed_{k}" for k in KINDS),
-    "kind_unknown", "log_length", "short", "first_sentence", "position", "passage_reciprocal_rank", "passage_score",
+    "cosine",
+    "cosine_gap",
+    "cosine_rank_reciprocal",
+    "typed",
+    "typed_new",
+    *(f"typed_{k}" for k in KINDS),
+    "kind_unknown",
+    "log_length",
+    "short",
+    "first_sentence",
+    "position",
+    "passage_reciprocal_rank",
+    "passage_score",
     "dense_gap",
 )
 ANSWERABILITY = (
-    "best", "second_gap", "best_coverage", "best_bigram_recall", "best_longest_common", "best_typed",
-    "coverage_passage", "names_missing", "names_missing_passage", "foreign_place", "dense_top", "kind_unknown",
+    "best",
+    "second_gap",
+    "best_coverage",
+    "best_bigram_recall",
+    "best_longest_common",
+    "best_typed",
+    "coverage_passage",
+    "names_missing",
+    "names_missing_passage",
+    "foreign_place",
+    "dense_top",
+    "kind_unknown",
     "target_coverage",
 )
 ANSWERABILITY_CROSS = ("best", "second_gap", "cosine_best", "dense_top", "best_typed", "kind_unknown")
@@ -180,8 +223,13 @@ def sentences(hits: Sequence[Hit]) -> list[_Sentence]:
     return out
 
 
-def sentence_features(q: Question, hits: Sequence[Hit], sents: Sequence[_Sentence], places: Callable[[str], frozenset[str]],
-                      cosines: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+def sentence_features(
+    q: Question,
+    hits: Sequence[Hit],
+    sents: Sequence[_Sentence],
+    places: Callable[[str], frozenset[str]],
+    cosines: Sequence[float] | None = None,
+) -> dict[str, np.ndarray]:
     """Every feature of FEATURES and CROSS_FEATURES for each sentence, as named columns."""
     n = len(sents)
     qform = match_form(strip_question_words(q.text))
@@ -308,13 +356,17 @@ class Linear:
         return _sigmoid(((x - self.mean) / self.scale) @ self.weights + self.bias)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": list(self.names), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
-                "weights": self.weights.tolist(), "bias": self.bias}
+        return {
+            "features": list(self.names),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Linear:
-        return cls(tuple(d["features"]), np.asarray(d["mean"]), np.asarray(d["scale"]), np.asarray(d["weights"]),
-                   float(d["bias"]))
+        return cls(tuple(d["features"]), np.asarray(d["mean"]), np.asarray(d["scale"]), np.asarray(d["weights"]), float(d["bias"]))
 
 
 @dataclass(frozen=True)
@@ -332,17 +384,32 @@ class Model:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": 1, "sentence": self.sentence.to_dict(), "sentence_cross": self.sentence_cross.to_dict(),
-                "answerable": self.answerable.to_dict(), "answerable_cross": self.answerable_cross.to_dict(),
-                "span": self.span.to_dict(), "threshold": self.threshold, "threshold_cross": self.threshold_cross,
-                "span_threshold": self.span_threshold, "meta": self.meta}
+        return {
+            "format": 1,
+            "sentence": self.sentence.to_dict(),
+            "sentence_cross": self.sentence_cross.to_dict(),
+            "answerable": self.answerable.to_dict(),
+            "answerable_cross": self.answerable_cross.to_dict(),
+            "span": self.span.to_dict(),
+            "threshold": self.threshold,
+            "threshold_cross": self.threshold_cross,
+            "span_threshold": self.span_threshold,
+            "meta": self.meta,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Model:
-        return cls(Linear.from_dict(d["sentence"]), Linear.from_dict(d["sentence_cross"]),
-                   Linear.from_dict(d["answerable"]), Linear.from_dict(d["answerable_cross"]),
-                   Linear.from_dict(d["span"]), float(d["threshold"]), float(d["threshold_cross"]),
-                   float(d["span_threshold"]), d.get("meta", {}))
+        return cls(
+            Linear.from_dict(d["sentence"]),
+            Linear.from_dict(d["sentence_cross"]),
+            Linear.from_dict(d["answerable"]),
+            Linear.from_dict(d["answerable_cross"]),
+            Linear.from_dict(d["span"]),
+            float(d["threshold"]),
+            float(d["threshold_cross"]),
+            float(d["span_threshold"]),
+            d.get("meta", {}),
+        )
 
 
 @functools.lru_cache(maxsize=1)
@@ -375,15 +442,27 @@ def read(q: Question, hits: Sequence[Hit], corpus: CorpusView, model: Model | No
     rule, threshold = (model.answerable_cross, model.threshold_cross) if q.english else (model.answerable, model.threshold)
     p = float(rule.predict(np.asarray([[evidence[name] for name in rule.names]]))[0])
     candidates = [
-        Candidate(s.hit, s.passage, s.start, s.end, s.quote, s.paragraph, s.index, float(cols["coverage"][i]),
-                  float(cols["coverage_passage"][i]), bool(cols["typed"][i]), float(probs[i]))
+        Candidate(
+            s.hit,
+            s.passage,
+            s.start,
+            s.end,
+            s.quote,
+            s.paragraph,
+            s.index,
+            float(cols["coverage"][i]),
+            float(cols["coverage_passage"][i]),
+            bool(cols["typed"][i]),
+            float(probs[i]),
+        )
         for i, s in enumerate(sents)
     ]
     # Scope is a constraint, not a preference: a question about the whole country (全国, 我国) is
     # not answered by a sentence about one city while a sentence without another place competes.
     mismatch = cols["national_mismatch"]
-    order = sorted(range(len(candidates)), key=lambda i: (bool(mismatch[i]), -candidates[i].score, candidates[i].passage,
-                                                          candidates[i].start))
+    order = sorted(
+        range(len(candidates)), key=lambda i: (bool(mismatch[i]), -candidates[i].score, candidates[i].passage, candidates[i].start)
+    )
     ranked = tuple(candidates[i] for i in order)
     return Reading(ranked, p, p >= threshold and shape_ok(q, ranked[0]), evidence)
 

@@ -157,8 +157,17 @@ class Searcher:
         dates = np.array([d.get("date") or "" for d in gen.documents], dtype=object)
         sources = np.array([d.get("source") or "" for d in gen.documents], dtype=object)
         log.info("loaded %s: %d documents, %d chunks", vectors, len(gen.documents), len(gen.chunks))
-        return _State(gen, stamp, BM25(gen.tf, lex["k1"], lex["b"]), tokenizer,
-            {t: i for i, t in enumerate(lex["terms"])}, doc_index, rows, dates[rows], sources[rows])
+        return _State(
+            gen,
+            stamp,
+            BM25(gen.tf, lex["k1"], lex["b"]),
+            tokenizer,
+            {t: i for i, t in enumerate(lex["terms"])},
+            doc_index,
+            rows,
+            dates[rows],
+            sources[rows],
+        )
 
     def refresh(self) -> bool:
         """Load a newer index if the manifest changed since it was loaded; True if it did."""
@@ -323,8 +332,7 @@ class Searcher:
         pairs = pairs[:depth]
         return [r for r, _ in pairs], [s for _, s in pairs]
 
-    def _hit(self, state: _State, row: int, score: float, rank: int, ranks: dict[str, int],
-             score_of: dict[str, dict[int, float]]) -> Hit:
+    def _hit(self, state: _State, row: int, score: float, rank: int, ranks: dict[str, int], score_of: dict[str, dict[int, float]]) -> Hit:
         c = state.generation.chunks[row]
         d = state.generation.documents[state.chunk_doc_rows[row]]
         return Hit(
@@ -361,8 +369,7 @@ class Searcher:
         assert final is not None
         return final
 
-    def ask_stream(self, question: str, *, history: Sequence[dict[str, str]] | None = None,
-                   **options: Any) -> Iterator[Answer]:
+    def ask_stream(self, question: str, *, history: Sequence[dict[str, str]] | None = None, **options: Any) -> Iterator[Answer]:
         """Partial answers as they grow (LLM tokens), the complete one last."""
         from .answer import answer_stream
 
@@ -372,8 +379,7 @@ class Searcher:
         for partial in answer_stream(self, standalone, **options):
             yield replace(partial, question=question, understood=understood) if understood else partial
 
-    def understand(self, question: str, history: Sequence[dict[str, str]] | None = None, *,
-                   llm: bool | None = None) -> str:
+    def understand(self, question: str, history: Sequence[dict[str, str]] | None = None, *, llm: bool | None = None) -> str:
         """``question`` as a standalone question given ``history`` (see ``sme_qa.followup``).
 
         The offline rule decides whether it is a follow-up; with an LLM configured (and ``llm``
@@ -399,7 +405,7 @@ def _condense(config: Any, question: str, past: Sequence[Any]) -> str | None:
     from .llm import stream_chat
 
     try:
-        text = "".join(stream_chat(config, condense_messages(question, past))).strip().strip("「」“”\"")
+        text = "".join(stream_chat(config, condense_messages(question, past))).strip().strip('「」“”"')
     except LLMError as exc:
         log.warning("LLM could not condense the follow-up, using the offline rewrite: %s", exc)
         return None
@@ -415,8 +421,7 @@ def _check_question(question: str) -> str:
     return question.strip()
 
 
-def _filter_mask(state: _State, date_from: str | None, date_to: str | None, sources: Sequence[str] | None
-                 ) -> np.ndarray | None:
+def _filter_mask(state: _State, date_from: str | None, date_to: str | None, sources: Sequence[str] | None) -> np.ndarray | None:
     if not (date_from or date_to or sources):
         return None
     mask = np.ones(len(state.chunk_dates), dtype=bool)

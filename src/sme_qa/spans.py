@@ -38,11 +38,31 @@ _DATE = re.compile(r"(?:\d{4}年)?(?:\d{1,2}月)?(?:\d{1,2}日)?|\d{4}-\d{1,2}(?
 TAG_GROUPS = ("n", "v", "m", "a", "ns", "nr", "nt", "nz", "x", "other")
 
 SPAN_FEATURES = (
-    "in_question", "has_question_term", "shape", "shape_kind_number", "shape_kind_date", "contains_shape",
-    "left_match", "right_match", "left_match_any", "right_match_any", "distance", "near_right", "near_left",
-    "log_chars", "words", "clause_start", "clause_end", "bracketed", "whole_clause", "is_number", "has_digit",
-    *(f"first_{g}" for g in TAG_GROUPS), *(f"last_{g}" for g in TAG_GROUPS),
-    *(f"kind_{k}" for k in KINDS), "kind_unknown",
+    "in_question",
+    "has_question_term",
+    "shape",
+    "shape_kind_number",
+    "shape_kind_date",
+    "contains_shape",
+    "left_match",
+    "right_match",
+    "left_match_any",
+    "right_match_any",
+    "distance",
+    "near_right",
+    "near_left",
+    "log_chars",
+    "words",
+    "clause_start",
+    "clause_end",
+    "bracketed",
+    "whole_clause",
+    "is_number",
+    "has_digit",
+    *(f"first_{g}" for g in TAG_GROUPS),
+    *(f"last_{g}" for g in TAG_GROUPS),
+    *(f"kind_{k}" for k in KINDS),
+    "kind_unknown",
 )
 
 
@@ -194,8 +214,9 @@ def _common_prefix(a: str, b: str) -> int:
     return n
 
 
-def best_span(q: Question, sentence: str, words: Callable[[str], Sequence[str]], predict: Callable[[np.ndarray], np.ndarray],
-              threshold: float) -> Span | None:
+def best_span(
+    q: Question, sentence: str, words: Callable[[str], Sequence[str]], predict: Callable[[np.ndarray], np.ndarray], threshold: float
+) -> Span | None:
     """The best-scored candidate span of ``sentence`` when it reaches ``threshold``, else None."""
     if q.kind in NO_SPAN_KINDS or q.content_free:
         return None

@@ -60,15 +60,19 @@ GENERATION_FILES = ("index.faiss", "chunks.jsonl", "documents.jsonl", "lexical.n
 _GENERATION_NAME = re.compile(r"g-[\w-]+")
 # What the readers use; a manifest or row without one of these is damaged, not merely old.
 _MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
-    "generation": str, "config": dict, "fingerprint": str, "dimension": int, "counts": dict, "sources": dict,
+    "generation": str,
+    "config": dict,
+    "fingerprint": str,
+    "dimension": int,
+    "counts": dict,
+    "sources": dict,
 }
 _CHUNK_KEYS = frozenset({"id", "doc_id", "text", "hash", "input_hash", "lexical_hash", "paragraphs", "start", "end"})
 _SOURCE_KEYS = frozenset({"size", "mtime_ns", "sha1", "docs"})
 _DOCUMENT_KEYS = frozenset({"id", "title", "paragraphs"})
 _LEXICAL_KEYS: dict[str, type | tuple[type, ...]] = {"terms": list, "vocabulary": list, "k1": (int, float), "b": (int, float)}
 # Everything reading a damaged file can raise (numpy, scipy, zipfile, faiss and json included).
-_READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError,
-                zipfile.BadZipFile)
+_READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError, zipfile.BadZipFile)
 
 
 def _faiss() -> Any:
@@ -154,9 +158,7 @@ def read_manifest(vectors: Path) -> dict[str, Any]:
     """The manifest of ``vectors``; typed errors say what to run when it is missing or too new."""
     path = Path(vectors) / MANIFEST
     if not path.is_file():
-        raise IndexMissingError(
-            f"no index in {vectors}/: run `sme-qa index --vectors {vectors}` to build one"
-        )
+        raise IndexMissingError(f"no index in {vectors}/: run `sme-qa index --vectors {vectors}` to build one")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -265,14 +267,16 @@ def salvage_vectors(vectors: Path) -> tuple[str, str, dict[str, np.ndarray]] | N
         return None
 
 
-def _inconsistency(manifest: dict[str, Any], index: Any, chunks: list[dict[str, Any]], documents: list[dict[str, Any]],
-                   tf: Any, lexical: dict[str, Any]) -> str | None:
+def _inconsistency(
+    manifest: dict[str, Any], index: Any, chunks: list[dict[str, Any]], documents: list[dict[str, Any]], tf: Any, lexical: dict[str, Any]
+) -> str | None:
     """What makes the loaded files unusable together, or None."""
     if index.d != manifest["dimension"]:
         return f"index.faiss has dimension {index.d}, the manifest says {manifest['dimension']}"
     if index.ntotal != len(chunks) or tf.shape[0] != len(chunks):
-        return (f"index.faiss holds {index.ntotal} vectors, chunks.jsonl {len(chunks)} chunks and lexical.npz "
-                f"{tf.shape[0]} rows: they disagree")
+        return (
+            f"index.faiss holds {index.ntotal} vectors, chunks.jsonl {len(chunks)} chunks and lexical.npz {tf.shape[0]} rows: they disagree"
+        )
     if not all(isinstance(c, dict) and c.keys() >= _CHUNK_KEYS for c in chunks):
         return "chunks.jsonl has rows without the fields of a chunk"
     if not all(isinstance(d, dict) and d.keys() >= _DOCUMENT_KEYS for d in documents):
@@ -305,9 +309,7 @@ def index_lock(vectors: Path) -> Iterator[None]:
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            raise IndexLockedError(
-                f"{vectors}/ is being indexed by {holder}; wait for it to finish (or stop it) and run again"
-            ) from None
+            raise IndexLockedError(f"{vectors}/ is being indexed by {holder}; wait for it to finish (or stop it) and run again") from None
         try:
             fh.seek(0)
             fh.truncate()
@@ -333,11 +335,9 @@ def write_error(exc: OSError, vectors: Path, path: Path | str, needed: int | Non
         except OSError:
             free = ""
         need = f": the new index needs about {_mb(needed)}{free}" if needed else ""
-        return IndexWriteError(f"no space left on the disk to write {path}{need}; free some space "
-                               f"(or point --vectors elsewhere) {again}")
+        return IndexWriteError(f"no space left on the disk to write {path}{need}; free some space (or point --vectors elsewhere) {again}")
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return IndexWriteError(f"permission denied writing {path}: make {vectors}/ writable "
-                               f"(or point --vectors elsewhere) {again}")
+        return IndexWriteError(f"permission denied writing {path}: make {vectors}/ writable (or point --vectors elsewhere) {again}")
     if exc.errno == errno.EROFS:
         return IndexWriteError(f"cannot write {path}: read-only file system; point --vectors at a writable folder {again}")
     return IndexWriteError(f"cannot write {path}: {exc.strerror or _short(exc)}; {again}")

@@ -69,9 +69,7 @@ def _t2s() -> tuple[Any, frozenset[str]]:
     import opencc  # opencc-python-reimplemented: pure Python, offline
 
     table = Path(opencc.__file__).parent / "dictionary" / "TSCharacters.txt"
-    traditional = frozenset(
-        line.split("\t", 1)[0] for line in table.read_text(encoding="utf-8").splitlines() if "\t" in line
-    )
+    traditional = frozenset(line.split("\t", 1)[0] for line in table.read_text(encoding="utf-8").splitlines() if "\t" in line)
     return opencc.OpenCC("t2s"), traditional
 
 

@@ -78,7 +78,7 @@ def check_mode(mode: object) -> str:
 def _text(value: object, what: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    raise QueryError(f"{what} 必须是文本，如 \"2022-05-01\"、\"2022-05\" 或 \"2022\"，收到的是 {_kind(value)}")
+    raise QueryError(f'{what} 必须是文本，如 "2022-05-01"、"2022-05" 或 "2022"，收到的是 {_kind(value)}')
 
 
 def _kind(value: object) -> str:
@@ -140,13 +140,15 @@ class ChatService:
         if not self._updating.acquire(blocking=False):
             return "索引正在更新中，请稍候。"
         try:
+
             def report(stage: str, done: int, total: int) -> None:
                 progress((done, total), desc=_STAGES.get(stage, stage), unit="段")
 
             progress(0, desc="扫描语料")
             try:
-                summary = build_index(self.corpus, self.searcher.settings.vectors, progress=report,
-                                      max_file_mb=self.searcher.settings.max_file_mb)
+                summary = build_index(
+                    self.corpus, self.searcher.settings.vectors, progress=report, max_file_mb=self.searcher.settings.max_file_mb
+                )
             except IndexLockedError:
                 return "另一个索引进程（例如命令行的 `sme-qa index`）正在更新索引，请稍后再试；问答照常使用当前索引。"
             except SmeQaError as exc:
@@ -160,19 +162,31 @@ class ChatService:
         s = summary
         if not s.written:
             return f"语料没有变化，索引已是最新（{s.articles_unchanged} 篇文章）。"
-        return (f"索引已更新：新增 {s.articles_added} 篇，修改 {s.articles_changed} 篇，删除 {s.articles_removed} 篇；"
-                f"嵌入 {s.chunks_embedded} 个段落，复用 {s.chunks_reused} 个；用时 {s.seconds:.1f} 秒。")
+        return (
+            f"索引已更新：新增 {s.articles_added} 篇，修改 {s.articles_changed} 篇，删除 {s.articles_removed} 篇；"
+            f"嵌入 {s.chunks_embedded} 个段落，复用 {s.chunks_reused} 个；用时 {s.seconds:.1f} 秒。"
+        )
 
     # ------------------------------------------------------------ answers
 
     def _options(self, k: object, mode: object, date_from: object, date_to: object) -> dict[str, Any]:
         """Checked options; a bad one is a ``QueryError`` with a Chinese message (UI and API alike)."""
-        return {"k": check_k(k), "mode": check_mode(mode),
-                "date_from": date_bound(_text(date_from, "起始日期 date_from"), upper=False),
-                "date_to": date_bound(_text(date_to, "截止日期 date_to"), upper=True)}
+        return {
+            "k": check_k(k),
+            "mode": check_mode(mode),
+            "date_from": date_bound(_text(date_from, "起始日期 date_from"), upper=False),
+            "date_to": date_bound(_text(date_to, "截止日期 date_to"), upper=True),
+        }
 
-    def ask(self, question: str, k: int = 5, mode: str = "hybrid", date_from: str = "", date_to: str = "",
-            history: list[dict[str, str]] | str | None = None) -> dict:
+    def ask(
+        self,
+        question: str,
+        k: int = 5,
+        mode: str = "hybrid",
+        date_from: str = "",
+        date_to: str = "",
+        history: list[dict[str, str]] | str | None = None,
+    ) -> dict:
         """Answer ``question`` from the corpus: text with [n] markers, answered flag, citations.
         ``history``: the conversation so far (messages, or their JSON), so follow-ups are understood."""
         try:
@@ -191,8 +205,7 @@ class ChatService:
             raise gr.Error(INTERNAL, print_exception=False) from None
         return answer_payload(answer)
 
-    def respond(self, question: str, history: list, k: float, mode: str, date_from: str, date_to: str
-                ) -> Iterator[list]:
+    def respond(self, question: str, history: list, k: float, mode: str, date_from: str, date_to: str) -> Iterator[list]:
         """Stream the assistant's message for ``question`` onto ``history``."""
         if not question:
             yield history
@@ -241,7 +254,7 @@ def _parse_history(history: list | str | None) -> list | None:
         try:
             return json.loads(history)  # its shape is checked where it is used
         except ValueError as exc:
-            raise QueryError(f"history is not JSON ({exc}): pass a list of {{\"role\", \"content\"}} messages") from exc
+            raise QueryError(f'history is not JSON ({exc}): pass a list of {{"role", "content"}} messages') from exc
     return history
 
 
@@ -269,20 +282,36 @@ def build_blocks(service: ChatService) -> gr.Blocks:
         pending = gr.State("")
         # gr.Markdown, not gr.HTML: Gradio 6 evaluates gr.HTML's value with Function(), which the
         # page's Content-Security-Policy (no 'unsafe-eval', see headers.py) rightly refuses.
-        gr.Markdown('<div class="sme-header"><h1>专精特新企业新闻问答</h1>'
-                    '<p>基于本地新闻语料检索作答，每个结论都标注来源 [n]，点击可查看原文中的对应句子。</p></div>')
+        gr.Markdown(
+            '<div class="sme-header"><h1>专精特新企业新闻问答</h1>'
+            "<p>基于本地新闻语料检索作答，每个结论都标注来源 [n]，点击可查看原文中的对应句子。</p></div>"
+        )
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=360):
                 chatbot = gr.Chatbot(
-                    label="对话", elem_id="sme-chat", height=640, layout="panel",
-                    buttons=["copy", "copy_all"], sanitize_html=True, allow_tags=False, render_markdown=True,
-                    latex_delimiters=[], feedback_options=None, group_consecutive_messages=True,
+                    label="对话",
+                    elem_id="sme-chat",
+                    height=640,
+                    layout="panel",
+                    buttons=["copy", "copy_all"],
+                    sanitize_html=True,
+                    allow_tags=False,
+                    render_markdown=True,
+                    latex_delimiters=[],
+                    feedback_options=None,
+                    group_consecutive_messages=True,
                     placeholder="**请提问**：关于专精特新中小企业的政策、数字与案例。下面是从语料中生成的示例问题。",
                     examples=[{"text": q} for q in examples] or None,
                 )
                 with gr.Row():
-                    box = gr.Textbox(placeholder="输入问题，按回车发送，例如：" + (examples[0] if examples else "…"),
-                                     show_label=False, scale=6, elem_id="sme-question", max_lines=4, autofocus=True)
+                    box = gr.Textbox(
+                        placeholder="输入问题，按回车发送，例如：" + (examples[0] if examples else "…"),
+                        show_label=False,
+                        scale=6,
+                        elem_id="sme-question",
+                        max_lines=4,
+                        autofocus=True,
+                    )
                     send = gr.Button("发送", variant="primary", scale=1, min_width=80, elem_id="sme-send")
                     clear = gr.Button("清空对话", scale=1, min_width=80)
             with gr.Column(scale=1, min_width=240):
@@ -300,12 +329,15 @@ def build_blocks(service: ChatService) -> gr.Blocks:
         answer_opts: dict[str, Any] = {"concurrency_limit": CONCURRENCY, "concurrency_id": "answer"}
         for trigger in (box.submit, send.click):
             trigger(_submit, [box, chatbot], [box, pending, chatbot], queue=False, api_visibility="private").then(
-                service.respond, [pending, chatbot, *settings], chatbot, api_visibility="private", **answer_opts)
+                service.respond, [pending, chatbot, *settings], chatbot, api_visibility="private", **answer_opts
+            )
         chatbot.example_select(_pick_example, chatbot, [pending, chatbot], queue=False, api_visibility="private").then(
-            service.respond, [pending, chatbot, *settings], chatbot, api_visibility="private", **answer_opts)
+            service.respond, [pending, chatbot, *settings], chatbot, api_visibility="private", **answer_opts
+        )
         clear.click(list, None, chatbot, queue=False, api_visibility="private")
-        update.click(service.update_index, None, update_result, api_name="update_index",
-                     concurrency_limit=1).then(service.status, None, status, api_visibility="private")
+        update.click(service.update_index, None, update_result, api_name="update_index", concurrency_limit=1).then(
+            service.status, None, status, api_visibility="private"
+        )
         demo.load(service.status, None, status, api_name="index_status", show_progress="hidden")
         gr.Timer(30).tick(service.status, None, status, show_progress="hidden", api_visibility="private")
         gr.api(service.ask, api_name="ask", **answer_opts)

@@ -93,7 +93,6 @@ class SecurityHeaders:
         else:
             nonce = secrets.token_urlsafe(16)
             body = _SCRIPT_TAG.sub(f'<script nonce="{nonce}"'.encode(), body)
-            headers += [(b"content-security-policy", app_csp(nonce).encode()),
-                        (b"content-length", str(len(body)).encode())]
+            headers += [(b"content-security-policy", app_csp(nonce).encode()), (b"content-length", str(len(body)).encode())]
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": more})

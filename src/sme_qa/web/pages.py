@@ -112,7 +112,7 @@ def _page(title: str, body: str, nonce: str, *, script: bool = False) -> str:
         '<!doctype html>\n<html lang="zh-CN"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
-        f"<title>{escape(title)}</title><style nonce=\"{nonce}\">{_CSS}</style></head>"
+        f'<title>{escape(title)}</title><style nonce="{nonce}">{_CSS}</style></head>'
         f"<body><main>{body}</main>{js}</body></html>\n"
     )
 
@@ -137,9 +137,7 @@ def article_html(article: Article, hl: tuple[int, int] | None = None, *, nonce: 
     body = (
         '<nav><a href="/">← 返回问答</a></nav>'
         f"<article><h1>{escape(article.title)}</h1>"
-        f'<div class="meta">{"".join(meta)}</div>'
-        + (f'<div class="tags">{tags}</div>' if tags else "")
-        + f"{paragraphs}</article>"
+        f'<div class="meta">{"".join(meta)}</div>' + (f'<div class="tags">{tags}</div>' if tags else "") + f"{paragraphs}</article>"
         '<p class="notice">本页为本地索引中的文章文本（已清洗），原文以原始链接为准。</p>'
     )
     return _page(article.title, body, nonce, script=hl is not None)

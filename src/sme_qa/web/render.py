@@ -121,9 +121,7 @@ def _meta(hit: Hit) -> str:
 def _card(c: Citation) -> str:
     hit = c.hit
     url = safe_url(hit.url)
-    original = (
-        f'<a class="sme-orig" href="{_attr(url)}" target="_blank" rel="noopener noreferrer">原始链接</a>' if url else ""
-    )
+    original = f'<a class="sme-orig" href="{_attr(url)}" target="_blank" rel="noopener noreferrer">原始链接</a>' if url else ""
     return (
         f'<div class="sme-card" id="sme-src-{c.number}">'
         f'<div class="sme-card-head"><span class="sme-num">[{c.number}]</span> '
@@ -210,10 +208,7 @@ def answer_payload(answer: Answer) -> dict[str, Any]:
             }
             for c in answer.citations
         ],
-        "near_misses": [
-            {"doc_id": h.doc_id, "title": h.title, "date": h.date, "link": h.link, "url": h.url}
-            for h in answer.near_misses
-        ],
+        "near_misses": [{"doc_id": h.doc_id, "title": h.title, "date": h.date, "link": h.link, "url": h.url} for h in answer.near_misses],
         "timings": dict(answer.timings),
     }
 

@@ -93,8 +93,7 @@ class BasicAuth:
         if scope["method"] == "POST" and scope["path"] == "/login":
             await self._login(receive, send)
             return
-        await _plain(send, 401, "需要登录 (authentication required)",
-                     [(b"www-authenticate", b'Basic realm="sme-qa", charset="UTF-8"')])
+        await _plain(send, 401, "需要登录 (authentication required)", [(b"www-authenticate", b'Basic realm="sme-qa", charset="UTF-8"')])
 
     async def _login(self, receive: Callable, send: Callable) -> None:
         from urllib.parse import parse_qs
@@ -118,8 +117,13 @@ class BasicAuth:
 
 async def _plain(send: Callable, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = text.encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        *(headers or []), (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*(headers or []), (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -153,8 +157,9 @@ def create_app(searcher: Searcher, corpus: Path, *, auth: tuple[str, str] | None
     def healthz() -> JSONResponse:
         service.refresh()
         counts = searcher.manifest.get("counts", {})
-        return JSONResponse({"status": "ok", "documents": counts.get("documents"), "chunks": counts.get("chunks"),
-                             "built": searcher.manifest.get("built")})
+        return JSONResponse(
+            {"status": "ok", "documents": counts.get("documents"), "chunks": counts.get("chunks"), "built": searcher.manifest.get("built")}
+        )
 
     @app.get("/articles/{doc_id:path}", response_class=HTMLResponse)
     def article(doc_id: str, request: Request) -> HTMLResponse:
@@ -166,19 +171,40 @@ def create_app(searcher: Searcher, corpus: Path, *, auth: tuple[str, str] | None
             html, status = not_found_html(doc_id, nonce=nonce), 404
         else:
             html, status = article_html(found, parse_hl(request.query_params.get("hl")), nonce=nonce), 200
-        return HTMLResponse(html, status_code=status, headers={
-            "Content-Security-Policy": csp(nonce), "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+        return HTMLResponse(
+            html,
+            status_code=status,
+            headers={
+                "Content-Security-Policy": csp(nonce),
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store",
+            },
+        )
 
     blocks = build_blocks(service)
     theme = gr.themes.Default(
         primary_hue="orange",
-        font=[gr.themes.LocalFont("Source Sans Pro"), "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC",
-              "WenQuanYi Micro Hei", "sans-serif"],
+        font=[
+            gr.themes.LocalFont("Source Sans Pro"),
+            "PingFang SC",
+            "Microsoft YaHei",
+            "Noto Sans CJK SC",
+            "WenQuanYi Micro Hei",
+            "sans-serif",
+        ],
     )
     app = gr.mount_gradio_app(
-        app, blocks, path="/", footer_links=["api"], run_history=False, theme=theme,
-        css_paths=[STATIC / "chat.css"], show_error=True, ssr_mode=False, mcp_server=False,
+        app,
+        blocks,
+        path="/",
+        footer_links=["api"],
+        run_history=False,
+        theme=theme,
+        css_paths=[STATIC / "chat.css"],
+        show_error=True,
+        ssr_mode=False,
+        mcp_server=False,
     )
     if auth is not None:
         app.add_middleware(BasicAuth, user=auth[0], password=auth[1])
@@ -210,9 +236,15 @@ def ensure_index(settings: Settings, progress: Progress | None = None) -> IndexS
         log.warning("another indexer is updating %s; serving the current index meanwhile", settings.vectors)
         return None
     if summary.written:
-        log.info("indexed %s: %d articles added, %d changed, %d removed (%d chunks embedded) in %.1f s",
-                 settings.corpus, summary.articles_added, summary.articles_changed, summary.articles_removed,
-                 summary.chunks_embedded, summary.seconds)
+        log.info(
+            "indexed %s: %d articles added, %d changed, %d removed (%d chunks embedded) in %.1f s",
+            settings.corpus,
+            summary.articles_added,
+            summary.articles_changed,
+            summary.articles_removed,
+            summary.chunks_embedded,
+            summary.seconds,
+        )
     return summary
 
 
@@ -252,8 +284,14 @@ def _warm(searcher: Searcher) -> None:
         log.warning("warm-up failed: %s", exc)
 
 
-def serve(corpus: Path | str | None = None, vectors: Path | str | None = None, host: str | None = None,
-          port: int | None = None, auth: str | None = None, max_file_mb: float | None = None) -> None:
+def serve(
+    corpus: Path | str | None = None,
+    vectors: Path | str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    auth: str | None = None,
+    max_file_mb: float | None = None,
+) -> None:
     """Index if needed, then serve the chat and article pages until interrupted."""
     # OpenMP threads that busy-wait make a short query embedding take seconds instead of
     # milliseconds on a loaded machine (bench/bench_startup.py); must be set before the engine loads.
@@ -261,21 +299,27 @@ def serve(corpus: Path | str | None = None, vectors: Path | str | None = None, h
     settings = Settings.load(corpus=corpus, vectors=vectors, host=host, port=port, auth=auth, max_file_mb=max_file_mb)
     credentials = parse_auth(settings.auth)
     if not is_loopback(settings.host) and credentials is None:
-        log.warning("serving on %s without authentication: anyone who can reach it can use it "
-                    "(set --auth user:password or SME_QA_AUTH)", settings.host)
+        log.warning(
+            "serving on %s without authentication: anyone who can reach it can use it (set --auth user:password or SME_QA_AUTH)",
+            settings.host,
+        )
     sock = _listen(settings.host, settings.port)  # a busy port fails now, before any indexing
     try:
         summary = ensure_index(settings, progress=progress_bar())
         if summary is not None and summary.written:
-            sys.stderr.write(f"sme-qa: index updated: articles {summary.articles_added} added, "
-                             f"{summary.articles_changed} changed, {summary.articles_removed} removed; "
-                             f"chunks {summary.chunks_embedded} embedded, in {summary.seconds:.1f} s\n")
+            sys.stderr.write(
+                f"sme-qa: index updated: articles {summary.articles_added} added, "
+                f"{summary.articles_changed} changed, {summary.articles_removed} removed; "
+                f"chunks {summary.chunks_embedded} embedded, in {summary.seconds:.1f} s\n"
+            )
         searcher = Searcher(settings)
         searcher.state  # noqa: B018 - load now, so a broken index fails here, not on the first question
         threading.Thread(target=_warm, args=(searcher,), name="sme-qa-warm", daemon=True).start()
         app = create_app(searcher, settings.corpus, auth=credentials)
-        server = ReadyServer(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                                        timeout_graceful_shutdown=2), on_ready=_announce)
+        server = ReadyServer(
+            uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=2),
+            on_ready=_announce,
+        )
         server.run(sockets=[sock])
     finally:
         sock.close()
