@@ -321,7 +321,7 @@ def answerability_features(cols: dict[str, np.ndarray], probs: np.ndarray, hits:
         "names_missing": float(cols["names_missing"][b]),
         "names_missing_passage": float(cols["names_missing_passage"].min()),
         "foreign_place": float(cols["national_mismatch"][b]),
-        "dense_top": max(dense) if dense else 0.0,
+        "dense_top": max(dense) if dense else math.nan,  # unknown without the dense leg (mode="lexical")
         "kind_unknown": float(cols["kind_unknown"][b]),
         "target_coverage": float(cols["target_coverage"][b]),
         "cosine_best": float(cols["cosine"].max()),
@@ -440,7 +440,9 @@ def read(q: Question, hits: Sequence[Hit], corpus: CorpusView, model: Model | No
     probs = scorer.predict(matrix(cols, scorer.names))
     evidence = answerability_features(cols, probs, hits)
     rule, threshold = (model.answerable_cross, model.threshold_cross) if q.english else (model.answerable, model.threshold)
-    p = float(rule.predict(np.asarray([[evidence[name] for name in rule.names]]))[0])
+    row = np.asarray([[evidence[name] for name in rule.names]])
+    row = np.where(np.isnan(row), rule.mean, row)  # an unknown value counts as the training average
+    p = float(rule.predict(row)[0])
     candidates = [
         Candidate(
             s.hit,
