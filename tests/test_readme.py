@@ -2,7 +2,8 @@
 
 Each expression line's ``# comment`` is its expected value: a tuple of literals (a string
 ending in ``…`` is a prefix; a float is compared to the digits shown), optionally after a
-``words:`` label; a ``print(...)`` line's comment is its output, ``…`` standing for any text.
+``words:`` label or before a ``(remark)``; a ``print(...)`` line's comment is its output,
+``…`` standing for any text.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def comments(source: str) -> dict[int, str]:
 def check_value(got: Any, expected: str) -> None:
     if expected[:1] not in "'\"0123456789-(":
         expected = expected.split(": ", 1)[1]  # "each leg's evidence: 2, 1"
+    expected = re.sub(r"\s+\([^()']*\)$", "", expected)  # "'…' (the question answered)": a remark after the value
     prefixes = re.findall(r"'([^']*)…'", expected)
     literal = ast.literal_eval(re.sub(r"…'", "'", expected))
     values = got if isinstance(got, tuple) else (got,)
