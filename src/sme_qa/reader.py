@@ -140,6 +140,20 @@ def _bigrams(form: str) -> set[str]:
 
 # ------------------------------------------------------------ features
 
+# The features that survive translation: shape, position and the passage's scores.
+_SHAPE_AND_PLACE = (
+    "typed",
+    "typed_new",
+    *(f"typed_{k}" for k in KINDS),
+    "kind_unknown",
+    "log_length",
+    "short",
+    "first_sentence",
+    "position",
+    "passage_reciprocal_rank",
+    "passage_score",
+    "dense_gap",
+)
 FEATURES = (
     "coverage",
     "coverage_window",
@@ -151,17 +165,7 @@ FEATURES = (
     "longest_common",
     "left_context",
     "right_context",
-    "typed",
-    "typed_new",
-    *(f"typed_{k}" for k in KINDS),
-    "kind_unknown",
-    "log_length",
-    "short",
-    "first_sentence",
-    "position",
-    "passage_reciprocal_rank",
-    "passage_score",
-    "dense_gap",
+    *_SHAPE_AND_PLACE,
     "lexical_score",
     "names_missing",
     "names_missing_passage",
@@ -169,22 +173,7 @@ FEATURES = (
     "national_mismatch",
     "target_coverage",
 )
-CROSS_FEATURES = (
-    "cosine",
-    "cosine_gap",
-    "cosine_rank_reciprocal",
-    "typed",
-    "typed_new",
-    *(f"typed_{k}" for k in KINDS),
-    "kind_unknown",
-    "log_length",
-    "short",
-    "first_sentence",
-    "position",
-    "passage_reciprocal_rank",
-    "passage_score",
-    "dense_gap",
-)
+CROSS_FEATURES = ("cosine", "cosine_gap", "cosine_rank_reciprocal", *_SHAPE_AND_PLACE)
 ANSWERABILITY = (
     "best",
     "second_gap",
