@@ -32,7 +32,7 @@ def model_cache(tmp_path_factory) -> Path:
 def _isolated_env(monkeypatch, model_cache):
     """No test reads the developer's corpus/, vectors/ or LLM settings by accident."""
     for name in ("SME_QA_CORPUS", "SME_QA_VECTORS", "SME_QA_MODEL", "SME_QA_LLM_BASE_URL",
-                 "SME_QA_LLM_MODEL", "SME_QA_LLM_API_KEY", "SME_QA_AUTH"):
+                 "SME_QA_LLM_MODEL", "SME_QA_LLM_API_KEY", "SME_QA_AUTH", "SME_QA_PUBLIC_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SME_QA_CACHE", str(model_cache))
 
