@@ -20,7 +20,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from ..answer import NEAR_EN, NEAR_ZH
+from ..compose import NEAR_EN, NEAR_ZH  # main imported these from ..answer, which no longer has them
 from ..records import Answer, Citation, Hit
 from .pages import safe_url
 
