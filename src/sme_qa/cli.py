@@ -177,8 +177,8 @@ def cmd_index(args) -> int:
         ray_options = RayOptions(address=args.ray or None, concurrency=args.ray_concurrency,
                                  batch_size=args.ray_batch_size, threads=args.ray_threads,
                                  num_cpus=args.ray_num_cpus, timeout=args.ray_timeout)
-        if not args.verbose:  # Ray Data logs every execution at INFO through its own handler
-            logging.getLogger("ray").setLevel(logging.WARNING)
+        if not args.verbose:
+            _quiet_ray()
     summary = build_index(
         args.corpus, args.vectors, model=args.model, rebuild=args.rebuild,
         index_type=args.index_type, progress=progress_bar(), max_file_mb=args.max_file_mb,
@@ -195,6 +195,17 @@ def cmd_index(args) -> int:
             f"{'index written to' if s.written else 'nothing changed in'} {s.vectors}/ in {s.seconds:.2f} s"
         )
     return 1 if args.strict and summary.skipped else 0
+
+
+def _quiet_ray() -> None:
+    """Ray and Ray Data log each run at INFO/WARNING through handlers of their own: errors only."""
+    from .embedding_ray import require_ray
+
+    require_ray()
+    import ray.data  # noqa: F401  (sets up its loggers on import)
+
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _filters(args) -> dict[str, Any]:
