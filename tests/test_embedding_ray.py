@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sme_qa.embedding_ray import RayError, RayOptions
+from sme_qa.embedding_ray import RayOptions
+from sme_qa.errors import ExecutorError
 from sme_qa.store import all_vectors, load_generation, read_manifest
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -27,7 +28,7 @@ def test_replica_plan_fits_the_cluster() -> None:
     assert RayOptions(threads=2).plan(2) == (1, 1.75)
     assert RayOptions(threads=2).plan(16) == (8, 1.969)
     assert RayOptions(concurrency=1, num_cpus=1).plan(2) == (1, 1.0)
-    with pytest.raises(RayError, match="do not fit in the 2 CPUs"):
+    with pytest.raises(ExecutorError, match="do not fit in the 2 CPUs"):
         RayOptions(concurrency=2, num_cpus=1).plan(2)
 
 
@@ -73,7 +74,7 @@ def test_a_stuck_cluster_times_out_with_an_error(tmp_path, ray_tmp) -> None:
 
         hog = Hog.remote()
         ray.get(hog.ready.remote())
-        with pytest.raises(RayError, match=r"did not finish within 3 s \(0 of \d+ passages"):
+        with pytest.raises(ExecutorError, match=r"did not finish within 3 s \(0 of \d+ passages"):
             build_index(SAMPLE_CORPUS, tmp_path / "vectors", executor="ray",
                         ray_options=RayOptions(concurrency=1, num_cpus=0.5, timeout=3))
         assert not (tmp_path / "vectors" / "manifest.json").exists()

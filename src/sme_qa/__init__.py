@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     CorpusError,
+    ExecutorError,
     IndexLockedError,
     IndexMismatchError,
     IndexMissingError,
@@ -36,6 +37,7 @@ __all__ = [
     "Chunk",
     "Citation",
     "CorpusError",
+    "ExecutorError",
     "Hit",
     "IndexLockedError",
     "IndexMismatchError",
@@ -46,6 +48,7 @@ __all__ = [
     "ModelError",
     "Paragraph",
     "QueryError",
+    "RayOptions",
     "Searcher",
     "Settings",
     "SmeQaError",
@@ -62,6 +65,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from .corpus import load_corpus
+    from .embedding_ray import RayOptions
     from .indexing import IndexSummary, build_index
     from .search import Searcher, load
 
@@ -71,6 +75,7 @@ _LAZY = {
     "build_index": "indexing",
     "IndexSummary": "indexing",
     "load_corpus": "corpus",
+    "RayOptions": "embedding_ray",
 }
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import bundled
-from .errors import SmeQaError
+from .errors import ExecutorError, SmeQaError
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,6 @@ INSTALL_HINT = "pip install 'sme-qa[ray]'"
 # sliver of CPU: actors that asked for every CPU the cluster has would wait forever
 # for them (seen with two 1-CPU actors on a 2-CPU local Ray).
 RESERVED_CPUS = 0.25
-
-
-class RayError(SmeQaError):
-    """The Ray executor cannot run: Ray is missing, the cluster unreachable, or the run timed out."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ class RayOptions:
         replicas = self.concurrency or max(1, math.floor(cluster_cpus / max(self.threads, 1)))
         per = self.num_cpus if self.num_cpus is not None else min(float(self.threads), usable / replicas)
         if per * replicas > usable + 1e-9:
-            raise RayError(f"{replicas} replicas of {per:g} CPUs do not fit in the {cluster_cpus:g} CPUs "
+            raise ExecutorError(f"{replicas} replicas of {per:g} CPUs do not fit in the {cluster_cpus:g} CPUs "
                            f"Ray reports (Ray Data needs {RESERVED_CPUS:g} of them): lower the concurrency "
                            "or the CPUs per replica")
         return replicas, round(per, 3)
@@ -153,20 +149,20 @@ def _local_embedder(model: str | None, purpose: str, cache_dir: Path | None) -> 
 
 
 def require_ray() -> None:
-    """Raise RayError saying how to install Ray Data unless it is importable."""
+    """Raise ExecutorError saying how to install Ray Data unless it is importable."""
     from importlib.util import find_spec
 
     missing = [name for name in ("ray", "pyarrow") if find_spec(name) is None]
     if missing:
-        raise RayError(f"the Ray executor needs Ray Data ({', '.join(missing)} not installed): {INSTALL_HINT}")
+        raise ExecutorError(f"the Ray executor needs Ray Data ({', '.join(missing)} not installed): {INSTALL_HINT}")
 
 
 def _import_ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401  (the extra's other half: pyarrow, pandas)
+        import ray.data  # the extra's other half: pyarrow, pandas
     except ImportError as e:
-        raise RayError(f"the Ray executor needs Ray Data ({e.name or e} is missing): {INSTALL_HINT}") from None
+        raise ExecutorError(f"the Ray executor needs Ray Data ({e.name or e} is missing): {INSTALL_HINT}") from None
     return ray
 
 
@@ -182,7 +178,7 @@ def _connect(ray: Any, options: RayOptions) -> bool:
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise RayError(f"cannot connect to Ray at {address or 'a new local Ray'}: {e} "
+        raise ExecutorError(f"cannot connect to Ray at {address or 'a new local Ray'}: {e} "
                        "(start one with `ray start --head`, or check RAY_ADDRESS)") from e
     return True
 
@@ -192,7 +188,7 @@ def _run(ray: Any, embedder: RayEmbedder, texts: list[str], batch_size: int, pro
     options = embedder.options
     cpus = float(ray.cluster_resources().get("CPU", 0))
     if cpus <= 0:
-        raise RayError("the Ray cluster reports no CPUs: add workers (`ray start --address=…`)")
+        raise ExecutorError("the Ray cluster reports no CPUs: add workers (`ray start --address=…`)")
     replicas, per = options.plan(cpus)
     remote = options.address or os.environ.get("RAY_ADDRESS")
     log.info("ray: %d replicas of %g CPUs (%d torch threads) on %g CPUs, batches of %d", replicas, per,
@@ -227,7 +223,7 @@ def _run(ray: Any, embedder: RayEmbedder, texts: list[str], batch_size: int, pro
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 fingerprints = set(batch["fingerprint"].tolist())
                 if fingerprints != {embedder.fingerprint}:
-                    raise RayError(f"a Ray worker embeds with {', '.join(sorted(fingerprints))}, not "
+                    raise ExecutorError(f"a Ray worker embeds with {', '.join(sorted(fingerprints))}, not "
                                    f"{embedder.fingerprint}: install the same sme-qa and model on every node")
                 backends.update(batch["backend"].tolist())
                 rows = batch["row"]
@@ -236,15 +232,15 @@ def _run(ray: Any, embedder: RayEmbedder, texts: list[str], batch_size: int, pro
                 count += len(rows)
                 if progress is not None:
                     progress(count, len(texts))
-        except BaseException as e:  # handed to the waiting thread
+        except Exception as e:  # noqa: BLE001 (any failure is re-raised by the waiting thread)
             failure.append(e)
         finally:
             done.set()
 
     worker = threading.Thread(target=consume, name="sme-qa-ray", daemon=True)
     worker.start()
-    def stuck() -> RayError:
-        return RayError(f"the Ray run did not finish within {options.timeout:g} s ({int(seen.sum())} of "
+    def stuck() -> ExecutorError:
+        return ExecutorError(f"the Ray run did not finish within {options.timeout:g} s ({int(seen.sum())} of "
                         f"{len(texts)} passages embedded): check `ray status` for free CPUs, or raise the timeout")
 
     if not done.wait(max(0.0, deadline - time.perf_counter())):
@@ -255,9 +251,9 @@ def _run(ray: Any, embedder: RayEmbedder, texts: list[str], batch_size: int, pro
             raise e
         if isinstance(e, TimeoutError):  # Ray Data's GetTimeoutError: no replica could start in time
             raise stuck() from e
-        raise RayError(f"the Ray run failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        raise ExecutorError(f"the Ray run failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
     if not seen.all():
-        raise RayError(f"the Ray run returned {int(seen.sum())} of {len(texts)} passages")
+        raise ExecutorError(f"the Ray run returned {int(seen.sum())} of {len(texts)} passages")
     if backends:
         embedder.backend = "ray/" + "+".join(sorted(backends))
     return out
