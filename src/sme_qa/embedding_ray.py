@@ -179,7 +179,7 @@ def _connect(ray: Any, options: RayOptions) -> bool:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ExecutorError(f"cannot connect to Ray at {address or 'a new local Ray'}: {e} "
-                       "(start one with `ray start --head`, or check RAY_ADDRESS)") from e
+                            "(start one with `ray start --head`, or check RAY_ADDRESS)") from e
     return True
 
 
