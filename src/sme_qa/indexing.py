@@ -148,9 +148,12 @@ def build_index(
     settings = Settings.load(corpus=corpus, vectors=vectors, model=model, max_file_mb=max_file_mb)
     chunking = chunking or ChunkSettings()
     started = time.perf_counter()
+    choose: Callable[[int], Embedder]
     if embedder is not None:
-        given = embedder
-        choose: Callable[[int], Embedder] = lambda count: given  # noqa: E731
+        given: Embedder = embedder
+
+        def choose(count: int) -> Embedder:
+            return given
     else:
         choose = functools.partial(_embedder, settings, executor=executor, ray_options=ray_options)
     with index_lock(settings.vectors):
