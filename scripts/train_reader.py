@@ -216,7 +216,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "src" / "sme_qa" / "models" / R.MODEL_FILE)
     ap.add_argument("--limit", type=int, default=None, help="only the first N questions of each set (a quick try)")
     ap.add_argument("--compare", action="store_true", help="also fit the alternatives and print held-out accuracy")
-    ap.add_argument("--wrong-cost", type=float, default=2.0, help="a wrong answer costs this many right ones (threshold)")
+    ap.add_argument("--wrong-cost", type=float, default=1.0, help="a wrong answer costs this many right ones (threshold)")
     ap.add_argument("--only", choices=TRAIN_SETS, help="train on one of the two sets (a quick try; never shipped)")
     args = ap.parse_args(argv)
     train_sets = (args.only,) if args.only else TRAIN_SETS

@@ -38,6 +38,7 @@ CROSS_NOTICE = "English question matched to Chinese text by embedding only: chec
 class Evidence:
     """Everything an answer is composed from (what the benches read)."""
 
+    view: Any  # the index generation it was read from (reader.CorpusView)
     asked: str  # the question as typed (white space stripped)
     question: Question  # its analysis (invisible characters removed, cut to MAX_QUESTION_CHARS)
     hits: tuple[Hit, ...]
@@ -67,7 +68,7 @@ def evidence(
     asked = _check(question)
     q = analyse_with(view, asked)
     if q.content_free or not q.text:
-        return Evidence(asked, replace(q, content_free=True), (), Reading((), 0.0, False), (), 0.0)
+        return Evidence(view, asked, replace(q, content_free=True), (), Reading((), 0.0, False), (), 0.0)
     t0 = time.perf_counter()
     hits = tuple(searcher.retrieve(q.text, k, mode=mode, date_from=date_from, date_to=date_to, sources=sources))
     retrieve_ms = (time.perf_counter() - t0) * 1000
@@ -76,12 +77,12 @@ def evidence(
     missing = tuple(n for n in q.names if not any(n in p for p in passages))
     if missing and reading.answerable:
         reading = replace(reading, answerable=False)
-    return Evidence(asked, q, hits, reading, missing, retrieve_ms)
+    return Evidence(view, asked, q, hits, reading, missing, retrieve_ms)
 
 
-def extractive(ev: Evidence, view: Any) -> Answer:
+def extractive(ev: Evidence) -> Answer:
     """The extractive answer for a reading (no timings, no I/O beyond the view's caches)."""
-    q, hits, reading = ev.question, ev.hits, ev.reading
+    q, hits, reading, view = ev.question, ev.hits, ev.reading, ev.view
     if not reading.answerable:
         text, near = compose_decline(q, hits)
         return Answer(ev.asked, text, answered=False, near_misses=near)
@@ -135,7 +136,7 @@ def answer_stream(
     ev = evidence(searcher, question, k=k, mode=mode, date_from=date_from, date_to=date_to, sources=sources)
     t_compose = time.perf_counter()
     log.debug("reading p=%.3f answerable=%s for %r", ev.reading.probability, ev.reading.answerable, ev.question.text[:80])
-    extract = extractive(ev, searcher.view())
+    extract = extractive(ev)
     from .llm import LLMConfig
 
     config = LLMConfig.from_settings(searcher.settings) if llm is not False else None

@@ -1,7 +1,7 @@
 """Question analysis: what is asked (kind, content words, names, scope), in which language,
 and whether the input asks anything at all.
 
-Pure apart from ``function_and_name_tags``, which reads jieba's dictionary once per process.
+Pure apart from ``dictionary_tags``, which reads jieba's dictionary once per process.
 The reader (``reader.py``) and the answer composer (``compose.py``) work from the
 ``Question`` record made here.
 """
@@ -183,17 +183,18 @@ def wh_context(form: str, width: int = 4) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=1)
-def function_and_name_tags() -> dict[str, str]:
-    """jieba's dictionary tags of function words and names (FUNCTION_TAGS, NAME_TAGS); read once."""
+def dictionary_tags() -> dict[str, str]:
+    """jieba's dictionary part-of-speech tag of every word, read once (question analysis and
+    answer spans share it)."""
     import jieba
 
     with jieba.get_dict_file() as fh:
         rows = (line.decode("utf-8").split() for line in fh)
-        return {r[0]: r[2] for r in rows if len(r) == 3 and (r[2][:1] in FUNCTION_TAGS or r[2] in NAME_TAGS)}
+        return {r[0]: r[2] for r in rows if len(r) == 3}
 
 
 def tag(word: str) -> str | None:
-    return function_and_name_tags().get(word)
+    return dictionary_tags().get(word)
 
 
 class Vocabulary(Protocol):

@@ -12,7 +12,6 @@ shown in bold above the quote when the model rates it at least ``Model.span_thre
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .question import ANSWER_SHAPES, KINDS, Question, match_form
+from .question import ANSWER_SHAPES, KINDS, Question, match_form, tag
 
 MAX_WORDS = 6
 MAX_CHARS = 24
@@ -74,18 +73,8 @@ class Span:
     score: float
 
 
-@functools.lru_cache(maxsize=1)
-def _word_tags() -> dict[str, str]:
-    """jieba's dictionary part-of-speech tag of every word; read once."""
-    import jieba
-
-    with jieba.get_dict_file() as fh:
-        rows = (line.decode("utf-8").split() for line in fh)
-        return {r[0]: r[2] for r in rows if len(r) == 3}
-
-
 def _group(word: str) -> str:
-    t = _word_tags().get(word)
+    t = tag(word)
     if t is None:
         return "x" if re.fullmatch(r"[\w.%-]+", word) and not word.isdigit() else ("m" if word.isdigit() else "other")
     if t in ("ns", "nr", "nt", "nz"):
