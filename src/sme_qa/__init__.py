@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .errors import (
     CorpusError,
+    ExecutorError,
     IndexLockedError,
     IndexMismatchError,
     IndexMissingError,
@@ -38,6 +39,7 @@ __all__ = [
     "Chunk",
     "Citation",
     "CorpusError",
+    "ExecutorError",
     "Hit",
     "IndexLockedError",
     "IndexMismatchError",
@@ -48,6 +50,7 @@ __all__ = [
     "ModelError",
     "Paragraph",
     "QueryError",
+    "RayOptions",
     "Searcher",
     "Settings",
     "SmeQaError",
@@ -64,6 +67,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from .corpus import load_corpus
+    from .embedding_ray import RayOptions
     from .indexing import IndexSummary, build_index
     from .search import Searcher, load
 
@@ -73,6 +77,7 @@ _LAZY = {
     "build_index": "indexing",
     "IndexSummary": "indexing",
     "load_corpus": "corpus",
+    "RayOptions": "embedding_ray",
 }
 
 

@@ -55,6 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="re-embed everything")
     p.add_argument("--index", dest="index_type", choices=["auto", "flat", "hnsw", "ivf"], default="auto")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any file was skipped")
+    ray = p.add_argument_group("Ray (pip install 'sme-qa[ray]')")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="embed on a Ray cluster: ray://HOST:10001 or auto; no ADDRESS = $RAY_ADDRESS, else a local Ray",
+    )
+    ray.add_argument("--ray-concurrency", type=int, metavar="N", help="model replicas (default: as the CPUs allow)")
+    ray.add_argument("--ray-batch-size", type=int, default=64, metavar="N", help="passages per batch (default 64)")
+    ray.add_argument("--ray-threads", type=int, default=1, metavar="N", help="torch threads per replica (default 1)")
+    ray.add_argument("--ray-num-cpus", type=float, metavar="X", help="CPUs each replica reserves (default: its share, fractional)")
+    ray.add_argument(
+        "--ray-timeout", type=float, default=3600.0, metavar="S", help="seconds for the whole Ray run before it is an error (default 3600)"
+    )
     _common(p, corpus=True, vectors=True)
 
     p = sub.add_parser("search", help="the best passages for a question")
@@ -150,6 +165,20 @@ def cmd_index(args) -> int:
     from .indexing import build_index
     from .progress import progress_bar
 
+    ray_options = None
+    if args.ray is not None:
+        from .embedding_ray import RayOptions
+
+        ray_options = RayOptions(
+            address=args.ray or None,
+            concurrency=args.ray_concurrency,
+            batch_size=args.ray_batch_size,
+            threads=args.ray_threads,
+            num_cpus=args.ray_num_cpus,
+            timeout=args.ray_timeout,
+        )
+        if not args.verbose:
+            _quiet_ray()
     summary = build_index(
         args.corpus,
         args.vectors,
@@ -158,6 +187,8 @@ def cmd_index(args) -> int:
         index_type=args.index_type,
         progress=progress_bar(),
         max_file_mb=args.max_file_mb,
+        executor="local" if ray_options is None else "ray",
+        ray_options=ray_options,
     )  # logs one line per skipped file
     if args.json:
         _emit(summary.to_dict())
@@ -170,6 +201,17 @@ def cmd_index(args) -> int:
             f"{'index written to' if s.written else 'nothing changed in'} {s.vectors}/ in {s.seconds:.2f} s"
         )
     return 1 if args.strict and summary.skipped else 0
+
+
+def _quiet_ray() -> None:
+    """Ray and Ray Data log each run at INFO/WARNING through handlers of their own: errors only."""
+    from .embedding_ray import require_ray
+
+    require_ray()
+    import ray.data  # noqa: F401  (sets up its loggers on import)
+
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _filters(args) -> dict[str, Any]:

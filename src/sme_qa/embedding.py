@@ -98,9 +98,10 @@ class SentenceTransformerEmbedder:
     def embed_passages(self, texts: Sequence[str], *, batch_size: int = 32, progress: Progress | None = None) -> np.ndarray:
         texts = [bundled.valid_utf8(t) for t in texts]
         out = np.zeros((len(texts), self.dimension), np.float32)
-        # Longest first, as sentence-transformers does within one call: batches of
-        # similar length waste little on padding, and the progress is per batch.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        # Length-bucketed batches: sorted by token count (longest first), so each batch
+        # is padded only to its own longest passage; the progress is per batch.
+        lengths = self.token_counts(texts, self.prompts.passage)
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             out[rows] = self._encode([texts[i] for i in rows], self.prompts.passage, batch_size)
@@ -110,6 +111,22 @@ class SentenceTransformerEmbedder:
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode([bundled.valid_utf8(t) for t in texts], self.prompts.query, 32)
+
+    def token_counts(self, texts: Sequence[str], prompt: str = "") -> list[int]:
+        """Tokens each text becomes with ``prompt`` (special tokens included, truncated as embedded)."""
+        tokenizer = getattr(self.st, "tokenizer", None)
+        if tokenizer is None or not texts:
+            return [len(t) for t in texts]
+        limit = self.st.max_seq_length if isinstance(self.st.max_seq_length, int) else None
+        encoded = tokenizer(
+            [prompt + t for t in texts],
+            add_special_tokens=True,
+            truncation=limit is not None,
+            max_length=limit,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return [len(ids) for ids in encoded["input_ids"]]
 
     def _encode(self, texts: list[str], prompt: str, batch_size: int) -> np.ndarray:
         if not texts:

@@ -28,6 +28,10 @@ class ModelError(SmeQaError):
     """The embedding model cannot be loaded; the message says how to get it."""
 
 
+class ExecutorError(SmeQaError):
+    """An embedding executor cannot run: Ray missing, the cluster unreachable or full, the run timed out."""
+
+
 class IndexMissingError(SmeQaError):
     """No index where one was expected; run `sme-qa index`."""
 

