@@ -51,6 +51,7 @@ def _isolated_env(monkeypatch, model_cache):
         "SME_QA_LLM_MODEL",
         "SME_QA_LLM_API_KEY",
         "SME_QA_AUTH",
+        "SME_QA_PUBLIC_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SME_QA_CACHE", str(model_cache))

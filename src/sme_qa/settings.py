@@ -18,6 +18,7 @@ _ENV = {
     "host": "SME_QA_HOST",
     "port": "SME_QA_PORT",
     "auth": "SME_QA_AUTH",
+    "public_url": "SME_QA_PUBLIC_URL",
     "llm_base_url": "SME_QA_LLM_BASE_URL",
     "llm_model": "SME_QA_LLM_MODEL",
     "llm_api_key": "SME_QA_LLM_API_KEY",
@@ -40,6 +41,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     auth: str | None = None  # "user:password"
+    public_url: str | None = None  # e.g. "https://qa.example.com": absolute links in API answers and copies
     llm_base_url: str | None = None
     llm_model: str | None = None
     llm_api_key: str | None = None

@@ -8,6 +8,9 @@ Endpoints (all named, usable with ``gradio_client``):
 * ``/update_index`` — the 「更新索引」 button: incremental ``build_index``, then ``refresh()``;
 * ``/index_status`` — one line about the live index.
 
+The conversation lives in the browser (``gr.BrowserState``, see ``turns``), so a reload or
+the way back from an article page redraws it; 「清空对话」 clears it there too.
+
 Before every query the searcher is refreshed (a stat of ``vectors/manifest.json``), so an
 index rebuilt by the CLI is served without a restart; while an update runs, queries keep
 being answered from the previous index.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +29,17 @@ import gradio as gr
 
 from ..errors import IndexLockedError, QueryError, SmeQaError
 from ..search import MODES, Searcher
+from . import turns as conversation
+from .corpus_page import CorpusStats, corpus_stats, header_html
 from .examples import example_questions
-from .render import (
-    answer_messages,
-    answer_payload,
-    error_message,
-    history_messages,
-    pending_message,
+from .feedback import FEEDBACK_FILE, FeedbackLog
+from .render import answer_messages, answer_payload, error_message, pending_message
+from .upload import (
+    UploadError,
+    delete_article,
+    incoming_file,
+    pasted_article,
+    save_articles,
 )
 
 __all__ = ["ChatService", "build_blocks"]
@@ -42,6 +49,8 @@ log = logging.getLogger(__name__)
 CONCURRENCY = 4  # answers computed at once (chat and API share the limit)
 _DATE = re.compile(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?$")
 _STAGES = {"embedding": "嵌入新段落", "tokenising": "分词"}
+# Share of the whole update each indexer stage takes, in order: the bar only moves forward.
+_SPANS = {"scanning": (0.0, 0.05), "embedding": (0.05, 0.85), "tokenising": (0.85, 1.0)}
 _MODE_LABELS = [("混合检索（推荐）", "hybrid"), ("语义检索", "dense"), ("关键词检索", "lexical")]
 
 
@@ -103,14 +112,51 @@ def date_bound(raw: str | None, *, upper: bool) -> str | None:
     return f"{year}-{int(month):02d}-{int(day):02d}"
 
 
-class ChatService:
-    """What the UI calls: answers, the index update and status, over one ``Searcher``."""
+def overall_progress(stage: str, done: int, total: int) -> float:
+    """One fraction for the whole update from a stage's own ``done/total`` (stages run in order)."""
+    lo, hi = _SPANS.get(stage, (0.0, 1.0))
+    return lo + (hi - lo) * (min(done, total) / total if total > 0 else 1.0)
 
-    def __init__(self, searcher: Searcher, corpus: Path) -> None:
+
+def public_base(request: Any, configured: str | None = None) -> str | None:
+    """The address links should start with: ``SME_QA_PUBLIC_URL`` if set, else the request's own host."""
+    if configured:
+        return configured.rstrip("/")
+    headers = getattr(request, "headers", None) or {}
+    host = headers.get("host") if hasattr(headers, "get") else None
+    if not host or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", host):
+        return None
+    scheme = headers.get("x-forwarded-proto") if hasattr(headers, "get") else None
+    if scheme not in ("http", "https"):
+        url = getattr(request, "url", None)
+        scheme = getattr(url, "scheme", None) if url is not None else None
+    return f"{scheme if scheme in ('http', 'https') else 'http'}://{host}"
+
+
+class ChatService:
+    """What the UI calls: answers, the index update and status, over one ``Searcher``.
+
+    ``manage=True`` also lets the browser add and delete articles (the server turns it on
+    only on loopback or behind ``--auth``)."""
+
+    def __init__(
+        self,
+        searcher: Searcher,
+        corpus: Path,
+        *,
+        build: Callable[..., Any] | None = None,
+        manage: bool = False,
+        public_url: str | None = None,
+    ) -> None:
         self.searcher = searcher
         self.corpus = corpus
+        self.manage = manage
+        self.public_url = public_url
+        self.feedback_log = FeedbackLog(searcher.settings.vectors / FEEDBACK_FILE)
+        self._build = build
         self._refreshing = threading.Lock()
         self._updating = threading.Lock()
+        self._stats: tuple[int, CorpusStats] | None = None
 
     # ------------------------------------------------------------ index
 
@@ -133,32 +179,42 @@ class ChatService:
         built = str(m.get("built", "?")).replace("T", " ")[:16]
         return f"索引：{counts.get('documents', '?')} 篇文章，{counts.get('chunks', '?')} 个段落；更新于 {built}"
 
-    def update_index(self, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008 - Gradio's idiom
-        """Run the incremental indexer over the corpus, then serve the result."""
+    def stats(self) -> CorpusStats:
+        """Article count, sources and date range of the live index (computed once per index)."""
+        generation = self.searcher.state.generation
+        cached = self._stats
+        if cached is None or cached[0] != id(generation):
+            cached = (id(generation), corpus_stats(generation.documents))
+            self._stats = cached
+        return cached[1]
+
+    def header(self) -> str:
+        self.refresh()
+        return header_html(self.stats())
+
+    def _reindex(self, progress: Callable[..., Any]) -> str:
+        """Incremental ``build_index`` with a forward-only progress bar, then serve it; the caller holds the lock."""
         from ..indexing import build_index
 
-        if not self._updating.acquire(blocking=False):
-            return "索引正在更新中，请稍候。"
+        build = self._build or build_index
+        shown = [0.0]
+
+        def report(stage: str, done: int, total: int) -> None:
+            shown[0] = max(shown[0], overall_progress(stage, done, total))
+            progress(shown[0], desc=f"{_STAGES.get(stage, stage)} {done}/{total}")
+
+        progress(0.0, desc="扫描语料")
         try:
-
-            def report(stage: str, done: int, total: int) -> None:
-                progress((done, total), desc=_STAGES.get(stage, stage), unit="段")
-
-            progress(0, desc="扫描语料")
-            try:
-                summary = build_index(
-                    self.corpus, self.searcher.settings.vectors, progress=report, max_file_mb=self.searcher.settings.max_file_mb
-                )
-            except IndexLockedError:
-                return "另一个索引进程（例如命令行的 `sme-qa index`）正在更新索引，请稍后再试；问答照常使用当前索引。"
-            except SmeQaError as exc:
-                return f"更新失败：{exc}"
-            except Exception:  # say so in the UI; the log keeps the traceback
-                log.exception("updating the index failed")
-                return "更新失败：内部错误，详见服务器日志。问答照常使用当前索引。"
-            self.refresh()
-        finally:
-            self._updating.release()
+            summary = build(self.corpus, self.searcher.settings.vectors, progress=report, max_file_mb=self.searcher.settings.max_file_mb)
+        except IndexLockedError:
+            return "另一个索引进程（例如命令行的 `sme-qa index`）正在更新索引，请稍后再试；问答照常使用当前索引。"
+        except SmeQaError as exc:
+            return f"更新失败：{exc}"
+        except Exception:  # say so in the UI; the log keeps the traceback
+            log.exception("updating the index failed")
+            return "更新失败：内部错误，详见服务器日志。问答照常使用当前索引。"
+        progress(1.0, desc="完成")
+        self.refresh()
         s = summary
         if not s.written:
             return f"语料没有变化，索引已是最新（{s.articles_unchanged} 篇文章）。"
@@ -167,16 +223,78 @@ class ChatService:
             f"嵌入 {s.chunks_embedded} 个段落，复用 {s.chunks_reused} 个；用时 {s.seconds:.1f} 秒。"
         )
 
+    def update_index(self, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008 - Gradio's idiom
+        """Run the incremental indexer over the corpus, then serve the result."""
+        if not self._updating.acquire(blocking=False):
+            return "索引正在更新中，请稍候。"
+        try:
+            return self._reindex(progress)
+        finally:
+            self._updating.release()
+
+    # ------------------------------------------------------------ adding and deleting articles
+
+    def add_articles(
+        self,
+        files: list | None,
+        title: str,
+        date: str,
+        source: str,
+        url: str,
+        body: str,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's idiom
+    ) -> str:
+        """Save uploaded files and/or the pasted article into the corpus, then index them."""
+        if not self.manage:
+            return "此服务器未开放添加文章（仅在本机访问或设置了 --auth 时可用）。"
+        try:
+            limit = self.searcher.settings.max_file_bytes
+            incoming = [incoming_file(f, max_bytes=limit) for f in (files or [])]
+            if any((x or "").strip() for x in (title, body, date, source, url)):
+                incoming.append(pasted_article(title, body, date=date, source=source, url=url))
+        except UploadError as exc:
+            return "没有保存：\n" + "\n".join(exc.problems)
+        if not self._updating.acquire(blocking=False):
+            return "索引正在更新中，请稍候再添加。"
+        try:
+            known = set(self.searcher.state.doc_index)
+            try:
+                added = save_articles(self.corpus, incoming, known, max_bytes=limit)
+            except UploadError as exc:
+                return "没有保存，请修改后重试：\n" + "\n".join(exc.problems)
+            message = self._reindex(progress)
+        finally:
+            self._updating.release()
+        names = "\n".join(f"· {a.title}（/articles/{a.id}）" for a in added)
+        return f"已添加 {len(added)} 篇文章：\n{names}\n{message}"
+
+    def delete(self, doc_id: str) -> str:
+        """Remove one article from the corpus folder and the index; raises ``SmeQaError`` with the reason."""
+        if not self.manage:
+            raise SmeQaError("此服务器未开放删除文章")
+        article = self.searcher.article(doc_id)
+        if article is None:
+            raise SmeQaError(f"索引中没有编号为 {doc_id!r} 的文章")
+        with self._updating:
+            delete_article(self.corpus, article)
+            message = self._reindex(lambda *a, **k: None)
+        return f"已删除《{article.title}》。{message}"
+
     # ------------------------------------------------------------ answers
 
     def _options(self, k: object, mode: object, date_from: object, date_to: object) -> dict[str, Any]:
-        """Checked options; a bad one is a ``QueryError`` with a Chinese message (UI and API alike)."""
-        return {
-            "k": check_k(k),
-            "mode": check_mode(mode),
-            "date_from": date_bound(_text(date_from, "起始日期 date_from"), upper=False),
-            "date_to": date_bound(_text(date_to, "截止日期 date_to"), upper=True),
-        }
+        """Checked options; a bad one is a ``QueryError`` with a Chinese message (UI and API alike).
+        An inverted date range, or one without any article, is said so."""
+        lo = date_bound(_text(date_from, "起始日期 date_from"), upper=False)
+        hi = date_bound(_text(date_to, "截止日期 date_to"), upper=True)
+        if lo and hi and lo > hi:
+            raise QueryError(f"起始日期 {lo} 晚于截止日期 {hi}：请对调两个日期，或清空其中一个。")
+        if lo or hi:
+            stats = self.stats()
+            if stats.count_between(lo, hi) == 0:
+                covered = f"语料的时间范围是 {stats.first} 至 {stats.last}" if stats.first else "语料中的文章都没有日期"
+                raise QueryError(f"{lo or '最早'} 至 {hi or '最新'} 之间没有文章（{covered}）：请放宽日期范围。")
+        return {"k": check_k(k), "mode": check_mode(mode), "date_from": lo, "date_to": hi}
 
     def ask(
         self,
@@ -186,9 +304,11 @@ class ChatService:
         date_from: str = "",
         date_to: str = "",
         history: list[dict[str, str]] | str | None = None,
+        request: gr.Request = None,  # Gradio fills it in; not an API argument
     ) -> dict:
-        """Answer ``question`` from the corpus: text with [n] markers, answered flag, citations.
-        ``history``: the conversation so far (messages, or their JSON), so follow-ups are understood."""
+        """Answer ``question`` from the corpus: text with [n] markers, answered flag, citations (absolute links).
+        ``history``: the conversation so far (messages, or their JSON), so follow-ups are understood;
+        ``request`` is Gradio's (not an API argument): its host makes the links absolute."""
         try:
             options = self._options(k, mode, date_from, date_to)
             question = check_question(question)
@@ -203,34 +323,58 @@ class ChatService:
         except Exception:
             log.exception("/ask failed for %r", question)
             raise gr.Error(INTERNAL, print_exception=False) from None
-        return answer_payload(answer)
+        return answer_payload(answer, base=public_base(request, self.public_url))
 
-    def respond(self, question: str, history: list, k: float, mode: str, date_from: str, date_to: str) -> Iterator[list]:
-        """Stream the assistant's message for ``question`` onto ``history``."""
+    def respond(
+        self, question: str, turns: list, k: float, mode: str, date_from: str, date_to: str, request: gr.Request = None
+    ) -> Iterator[tuple[list, Any]]:
+        """Stream the answer to ``question`` after the conversation ``turns``; the finished turn is
+        stored in the browser (second output) once, at the end."""
+        shown = conversation.chat_messages(turns)
         if not question:
-            yield history
+            yield shown, gr.skip()
             return
-        yield [*history, _assistant(pending_message())]
+        asked = [*shown, {"role": "user", "content": question}]
+        yield [*asked, _assistant(pending_message())], gr.skip()
+        options: dict[str, Any] = {"k": k, "mode": mode, "date_from": date_from, "date_to": date_to}
+        base = public_base(request, self.public_url)
         try:
             self.refresh()
             options = self._options(k, mode, date_from, date_to)
-            past = history_messages(history)
-            if past and past[-1] == {"role": "user", "content": question}:
-                past = past[:-1]  # the question itself, just added by _submit
+            # The conversation so far as answer text (not HTML), so follow-ups are understood.
+            past = conversation.history(turns)
             final = None
             for final in self.searcher.ask_stream(question, history=past, **options):
-                yield [*history, *map(_assistant, answer_messages(final, final=False))]
-            if final is not None:
-                yield [*history, *map(_assistant, answer_messages(final, final=True))]
+                yield [*asked, *map(_assistant, answer_messages(final, final=False))], gr.skip()
+            if final is None:
+                raise SmeQaError("没有得到回答")
+            turn = conversation.new_turn(question, answer_messages(final, final=True), options, final, base=base)
         except QueryError as exc:
             log.info("rejected question: %s", exc)
-            yield [*history, _assistant(error_message(str(exc)))]
+            turn = conversation.new_turn(question, [error_message(str(exc))], options, error=str(exc))
         except SmeQaError as exc:
             log.error("answering failed: %s", exc)
-            yield [*history, _assistant(error_message(str(exc)))]
+            turn = conversation.new_turn(question, [error_message(str(exc))], options, error=str(exc))
         except Exception:  # the chat must say something; the log keeps the traceback
             log.exception("answering %r failed", question)
-            yield [*history, _assistant(error_message(INTERNAL))]
+            turn = conversation.new_turn(question, [error_message(INTERNAL)], options, error=INTERNAL)
+        stored = conversation.append(turns, turn)
+        yield conversation.chat_messages(stored), stored
+
+    def restore(self, turns: list) -> Any:
+        """The chat as the browser kept it, 👍/👎 included."""
+        return gr.update(value=conversation.chat_messages(turns), feedback_value=conversation.feedback_values(turns))
+
+    def feedback(self, turns: list, data: gr.LikeData) -> Any:
+        """A 👍/👎 on an answer: one line in ``feedback.jsonl`` beside the index; the rating is kept
+        with the turn in the browser, so a reload shows it."""
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        rating = "up" if data.liked is True else "down" if data.liked is False else "cleared"
+        kept, turn = conversation.rate(turns, int(index), rating)
+        if turn is None:
+            return gr.skip()
+        self.feedback_log.add(turn, rating)
+        return kept
 
     def examples(self, n: int = 4, pool: int = 40) -> list[str]:
         """Example questions from the newest ``pool`` articles (cheap on a large index)."""
@@ -242,6 +386,11 @@ class ChatService:
         except SmeQaError as exc:
             log.warning("no example questions: %s", exc)
             return []
+
+    def view(self) -> tuple[str, str, Any]:
+        """Status line, header and example questions after the index changed."""
+        examples = self.examples()
+        return self.status(), self.header(), gr.update(examples=[{"text": q} for q in examples] or None)
 
 
 def _parse_history(history: list | str | None) -> list | None:
@@ -262,83 +411,150 @@ def _assistant(content: str) -> dict[str, str]:
     return {"role": "assistant", "content": content}
 
 
-def _submit(text: str, history: list) -> tuple[str, str, list]:
+def _submit(text: str, shown: list) -> tuple[str, str, list]:
+    """Clear the box and show the question at once (the answer is computed in the queue)."""
     question = (text or "").strip()
-    if not question:
-        return "", "", history
-    return "", question, [*history, {"role": "user", "content": question}]
+    return "", question, [*shown, {"role": "user", "content": question}] if question else shown
 
 
-def _pick_example(history: list, evt: gr.SelectData) -> tuple[str, list]:
+def _pick_example(shown: list, evt: gr.SelectData) -> tuple[str, list]:
     value = evt.value if isinstance(evt.value, dict) else {"text": str(evt.value)}
     question = str(value.get("text") or "").strip()
-    return question, [*history, {"role": "user", "content": question}]
+    return question, [*shown, {"role": "user", "content": question}]
 
 
-def build_blocks(service: ChatService) -> gr.Blocks:
-    """The chat page: conversation, sources under each answer, settings, index panel."""
+# Gradio's own labels that its zh-CN file leaves in English (chatbot buttons and the like).
+I18N = {
+    "chatbot.like": "有帮助",
+    "chatbot.dislike": "没帮助",
+    "chatbot.copy_message": "复制",
+    "chatbot.copied_message": "已复制",
+    "chatbot.clear": "清空",
+    "chatbot.retry": "重试",
+    "chatbot.undo": "撤销",
+    "chatbot.edit": "编辑",
+    "chatbot.submit": "提交",
+    "chatbot.cancel": "取消",
+    "chatbot.complete": "完成",
+    "chat_interface.chatbot": "对话",
+    "chat_interface.conversation": "对话",
+}
+
+
+def i18n() -> gr.I18n:
+    return gr.I18n(**{"zh-CN": I18N, "zh": I18N})
+
+
+def build_blocks(service: ChatService, *, secret: str | None = None) -> gr.Blocks:
+    """The chat page: conversation, sources under each answer, settings, index panel.
+
+    ``secret`` encrypts the conversation kept in the browser; a stable one (the server
+    keeps it beside the index) lets the conversation outlive a server restart."""
     examples = service.examples()
     with gr.Blocks(title="专精特新企业新闻问答", analytics_enabled=False) as demo:
         pending = gr.State("")
+        turns = gr.BrowserState([], storage_key="sme-qa-conversation", secret=secret)
         # gr.Markdown, not gr.HTML: Gradio 6 evaluates gr.HTML's value with Function(), which the
         # page's Content-Security-Policy (no 'unsafe-eval', see headers.py) rightly refuses.
-        gr.Markdown(
-            '<div class="sme-header"><h1>专精特新企业新闻问答</h1>'
-            "<p>基于本地新闻语料检索作答，每个结论都标注来源 [n]，点击可查看原文中的对应句子。</p></div>"
-        )
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=4, min_width=360):
+        header = gr.Markdown(service.header(), elem_id="sme-header")
+        with gr.Row(equal_height=False, elem_id="sme-main"):
+            with gr.Column(scale=4, min_width=320):
                 chatbot = gr.Chatbot(
                     label="对话",
+                    show_label=False,
                     elem_id="sme-chat",
                     height=640,
                     layout="panel",
-                    buttons=["copy", "copy_all"],
+                    buttons=[],
+                    autoscroll=False,
                     sanitize_html=True,
                     allow_tags=False,
                     render_markdown=True,
                     latex_delimiters=[],
-                    feedback_options=None,
+                    feedback_options=("Like", "Dislike"),
                     group_consecutive_messages=True,
                     placeholder="**请提问**：关于专精特新中小企业的政策、数字与案例。下面是从语料中生成的示例问题。",
                     examples=[{"text": q} for q in examples] or None,
                 )
-                with gr.Row():
+                with gr.Row(elem_id="sme-ask"):
                     box = gr.Textbox(
-                        placeholder="输入问题，按回车发送，例如：" + (examples[0] if examples else "…"),
+                        label="问题",
+                        placeholder="输入问题，按回车发送",
                         show_label=False,
                         scale=6,
+                        min_width=200,
                         elem_id="sme-question",
                         max_lines=4,
                         autofocus=True,
                     )
-                    send = gr.Button("发送", variant="primary", scale=1, min_width=80, elem_id="sme-send")
-                    clear = gr.Button("清空对话", scale=1, min_width=80)
-            with gr.Column(scale=1, min_width=240):
+                    send = gr.Button("发送", variant="primary", scale=1, min_width=72, elem_id="sme-send")
+                with gr.Row(elem_id="sme-actions"):
+                    gr.Button("导出对话", size="sm", min_width=72, elem_id="sme-export")
+                    clear = gr.Button("清空对话", size="sm", min_width=72, elem_id="sme-clear")
+            with gr.Column(scale=1, min_width=240, elem_id="sme-side"):
                 with gr.Accordion("检索设置", open=True):
                     k = gr.Slider(1, 10, value=5, step=1, label="引用段落数")
                     mode = gr.Radio(_MODE_LABELS, value="hybrid", label="检索方式")
-                    date_from = gr.Textbox(label="起始日期", placeholder="如 2022-01-01，可留空")
-                    date_to = gr.Textbox(label="截止日期", placeholder="如 2022-12-31，可留空")
+                    date_from = gr.Textbox(label="起始日期", placeholder="如 2022-01-01，可留空", elem_id="sme-from")
+                    date_to = gr.Textbox(label="截止日期", placeholder="如 2022-12-31，可留空", elem_id="sme-to")
                 with gr.Accordion("索引", open=True):
                     status = gr.Markdown(elem_id="sme-status")
                     update = gr.Button("更新索引", elem_id="sme-update")
                     update_result = gr.Textbox(label="更新结果", interactive=False, lines=3, elem_id="sme-update-result")
+                if service.manage:
+                    with gr.Accordion("添加文章", open=False, elem_id="sme-add"):
+                        files = gr.File(
+                            label="上传文件（.md .txt .html .jsonl）",
+                            file_count="multiple",
+                            file_types=[".md", ".markdown", ".txt", ".html", ".htm", ".jsonl"],
+                            elem_id="sme-files",
+                        )
+                        title = gr.Textbox(label="标题", elem_id="sme-new-title")
+                        date = gr.Textbox(label="日期", placeholder="如 2023-03-01", elem_id="sme-new-date")
+                        source = gr.Textbox(label="来源", elem_id="sme-new-source")
+                        url = gr.Textbox(label="原文链接", placeholder="https://…", elem_id="sme-new-url")
+                        body = gr.Textbox(label="正文", lines=6, elem_id="sme-new-body")
+                        add = gr.Button("保存并索引", variant="primary", elem_id="sme-add-go")
 
         settings = [k, mode, date_from, date_to]
         answer_opts: dict[str, Any] = {"concurrency_limit": CONCURRENCY, "concurrency_id": "answer"}
+        private: dict[str, Any] = {"api_visibility": "private"}
         for trigger in (box.submit, send.click):
-            trigger(_submit, [box, chatbot], [box, pending, chatbot], queue=False, api_visibility="private").then(
-                service.respond, [pending, chatbot, *settings], chatbot, api_visibility="private", **answer_opts
+            trigger(_submit, [box, chatbot], [box, pending, chatbot], queue=False, **private).then(
+                service.respond, [pending, turns, *settings], [chatbot, turns], **private, **answer_opts
             )
-        chatbot.example_select(_pick_example, chatbot, [pending, chatbot], queue=False, api_visibility="private").then(
-            service.respond, [pending, chatbot, *settings], chatbot, api_visibility="private", **answer_opts
+        chatbot.example_select(_pick_example, chatbot, [pending, chatbot], queue=False, **private).then(
+            service.respond, [pending, turns, *settings], [chatbot, turns], **private, **answer_opts
         )
-        clear.click(list, None, chatbot, queue=False, api_visibility="private")
-        update.click(service.update_index, None, update_result, api_name="update_index", concurrency_limit=1).then(
-            service.status, None, status, api_visibility="private"
-        )
+        chatbot.like(service.feedback, turns, turns, queue=False, **private)
+        clear.click(lambda: (gr.update(value=[], feedback_value=[]), []), None, [chatbot, turns], queue=False, **private)
+        chatbot.clear(list, None, turns, queue=False, **private)
+        # 「导出对话」 is handled in static/chat.js (no Gradio js= event: that would need eval under a CSP).
+        view = [status, header, chatbot]
+        update.click(lambda: "", None, update_result, queue=False, **private).then(
+            service.update_index, None, update_result, api_name="update_index", concurrency_limit=1, concurrency_id="index"
+        ).then(service.view, None, view, **private)
+        if service.manage:
+            form = [files, title, date, source, url, body]
+
+            def add_and_clear(
+                files: list | None,
+                title: str,
+                date: str,
+                source: str,
+                url: str,
+                body: str,
+                progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's idiom
+            ) -> tuple:
+                message = service.add_articles(files, title, date, source, url, body, progress=progress)
+                saved = message.startswith("已添加")
+                return (message, *([None, "", "", "", "", ""] if saved else [gr.skip()] * len(form)))
+
+            add.click(lambda: "", None, update_result, queue=False, **private).then(
+                add_and_clear, form, [update_result, *form], concurrency_limit=1, concurrency_id="index", **private
+            ).then(service.view, None, view, **private)
         demo.load(service.status, None, status, api_name="index_status", show_progress="hidden")
-        gr.Timer(30).tick(service.status, None, status, show_progress="hidden", api_visibility="private")
+        demo.load(service.restore, turns, chatbot, show_progress="hidden", **private)
+        gr.Timer(30).tick(service.status, None, status, show_progress="hidden", **private)
         gr.api(service.ask, api_name="ask", **answer_opts)
     return demo

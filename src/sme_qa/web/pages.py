@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from ..records import Article, Paragraph
 
-__all__ = ["article_html", "csp", "new_nonce", "not_found_html", "parse_hl", "safe_url"]
+__all__ = ["article_html", "csp", "new_nonce", "not_found_html", "page_html", "parse_hl", "safe_url"]
 
 _HL = re.compile(r"^\s*(\d{1,9})\s*-\s*(\d{1,9})\s*$")
 
@@ -46,6 +46,25 @@ mark { background: #fde047; color: inherit; padding: 0 .1em; border-radius: 2px;
 .notice { color: var(--muted); font-size: .85rem; }
 .missing { text-align: center; padding-top: 4rem; }
 .missing code { background: #f3f4f6; padding: .1rem .4rem; border-radius: 4px; word-break: break-all; }
+nav { display: flex; justify-content: space-between; gap: 1rem; flex-wrap: wrap; }
+a.delete { color: #b91c1c; }
+.summary, .count, .flash { color: var(--muted); font-size: .9rem; text-indent: 0; }
+.flash { background: #ecfdf5; border: 1px solid #a7f3d0; border-radius: 6px; padding: .4rem .8rem; }
+form.filter { display: flex; gap: .5rem; flex-wrap: wrap; margin: .5rem 0; }
+form.filter input { flex: 1 1 14rem; }
+form input, form select, form button { font: inherit; min-height: 44px; padding: .3rem .7rem;
+  border: 1px solid #d1d5db; border-radius: 6px; background: #fff; }
+form button { background: var(--accent); color: #fff; border-color: var(--accent); cursor: pointer; }
+form button.danger { background: #b91c1c; border-color: #b91c1c; }
+table.list { width: 100%; border-collapse: collapse; font-size: .92rem; line-height: 1.5; }
+table.list th, table.list td { text-align: left; padding: .45rem .4rem; border-bottom: 1px solid var(--line);
+  vertical-align: top; }
+table.list td.date { white-space: nowrap; } table.list td.num { text-align: right; }
+table.list a { color: #111827; text-decoration: none; } table.list a:hover { color: var(--accent); }
+.pager { display: flex; gap: 1rem; }
+.pager a { color: var(--accent); }
+@media (max-width: 640px) { main { padding: 1rem 1.1rem 3rem; } p .pn { display: none; }
+  table.list th:nth-child(4), table.list td.num { display: none; } }
 """
 
 # Scroll the highlighted sentence into view once the page has laid out.
@@ -63,12 +82,14 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(16)
 
 
-def csp(nonce: str) -> str:
-    """The Content-Security-Policy of a page: only our own nonce'd style and script run."""
+def csp(nonce: str, *, forms: bool = False) -> str:
+    """The Content-Security-Policy of a page: only our own nonce'd style and script run;
+    ``forms=True`` lets the page's forms submit to this server (the list filter, delete)."""
+    form_action = "'self'" if forms else "'none'"
     return (
         "default-src 'none'; "
         f"style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
-        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        f"img-src 'self'; base-uri 'none'; form-action {form_action}; frame-ancestors 'none'"
     )
 
 
@@ -117,8 +138,14 @@ def _page(title: str, body: str, nonce: str, *, script: bool = False) -> str:
     )
 
 
-def article_html(article: Article, hl: tuple[int, int] | None = None, *, nonce: str) -> str:
-    """The page of ``article``; ``hl`` (offsets into ``article.text``) is highlighted when valid."""
+def page_html(title: str, body: str, *, nonce: str) -> str:
+    """Any other page (the article list, a confirmation) in the article pages' frame."""
+    return _page(title, body, nonce)
+
+
+def article_html(article: Article, hl: tuple[int, int] | None = None, *, nonce: str, delete_href: str | None = None) -> str:
+    """The page of ``article``; ``hl`` (offsets into ``article.text``) is highlighted when valid;
+    ``delete_href`` adds a 「删除这篇文章」 link (to a confirmation page)."""
     if hl is not None and not (0 <= hl[0] < hl[1] <= len(article.text)):
         hl = None
     meta = []
@@ -135,7 +162,9 @@ def article_html(article: Article, hl: tuple[int, int] | None = None, *, nonce: 
     tags = "".join(f"<span>{escape(t)}</span>" for t in (*article.categories, *article.tags))
     paragraphs = "\n".join(_paragraph_html(p, hl) for p in article.paragraphs)
     body = (
-        '<nav><a href="/">← 返回问答</a></nav>'
+        '<nav><a href="/">← 返回问答</a><a href="/articles">浏览语料</a>'
+        + (f'<a class="delete" href="{escape(delete_href, quote=True)}">删除这篇文章…</a>' if delete_href else "")
+        + "</nav>"
         f"<article><h1>{escape(article.title)}</h1>"
         f'<div class="meta">{"".join(meta)}</div>' + (f'<div class="tags">{tags}</div>' if tags else "") + f"{paragraphs}</article>"
         '<p class="notice">本页为本地索引中的文章文本（已清洗），原文以原始链接为准。</p>'

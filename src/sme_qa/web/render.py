@@ -15,6 +15,7 @@ live links in a message are the app's own ``[n]`` citations and source cards.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,7 @@ from ..records import Answer, Citation, Hit
 from .pages import safe_url
 
 __all__ = [
+    "absolute",
     "answer_messages",
     "answer_payload",
     "error_message",
@@ -33,6 +35,8 @@ __all__ = [
     "inert_markdown",
     "linked_text",
     "pending_message",
+    "plain_text",
+    "source_groups",
 ]
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
@@ -89,24 +93,51 @@ def _escape_answer(text: str) -> str:
     return inert_markdown(text)
 
 
-def excerpt_html(citation: Citation) -> str:
-    """The passage around the quote, trimmed, with the quoted sentence in ``<mark>``."""
-    hit = citation.hit
+def _locate(citation: Citation, text: str, offset: int) -> tuple[int, int] | None:
+    """Where ``citation.quote`` stands in ``text`` (which starts at ``offset`` in the article)."""
+    a, b = citation.start - offset, citation.end - offset
+    if 0 <= a < b <= len(text) and text[a:b] == citation.quote:
+        return a, b
+    found = text.find(citation.quote) if citation.quote else -1
+    return (found, found + len(citation.quote)) if found >= 0 else None
+
+
+def excerpt_html(citations: Citation | Sequence[Citation]) -> str:
+    """The passage around the quote(s), trimmed, each quoted sentence in ``<mark>``.
+
+    Several citations of one paragraph (a merged source card) are marked in one excerpt,
+    which runs from the first quote to the last with some context either side.
+    """
+    group = [citations] if isinstance(citations, Citation) else list(citations)
+    hit = group[0].hit
     text = hit.text
-    a, b = citation.start - hit.start, citation.end - hit.start
-    if not (0 <= a < b <= len(text)) or text[a:b] != citation.quote:
-        found = text.find(citation.quote) if citation.quote else -1
-        if found < 0:
-            return f"<mark>{_html(citation.quote)}</mark>" if citation.quote else _html(_trim(text))
-        a, b = found, found + len(citation.quote)
-    left, right = max(0, a - EXCERPT_CHARS), min(len(text), b + EXCERPT_CHARS)
-    return (
-        ("…" if left > 0 else "")
-        + _html(text[left:a])
-        + f"<mark>{_html(text[a:b])}</mark>"
-        + _html(text[b:right])
-        + ("…" if right < len(text) else "")
-    )
+    spans = sorted({s for c in group if (s := _locate(c, text, hit.start)) is not None})
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:  # overlapping quotes become one mark
+        if merged and a < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    if not merged:
+        quote = next((c.quote for c in group if c.quote), "")
+        return f"<mark>{_html(quote)}</mark>" if quote else _html(_trim(text))
+    left, right = max(0, merged[0][0] - EXCERPT_CHARS), min(len(text), merged[-1][1] + EXCERPT_CHARS)
+    parts = ["…" if left > 0 else ""]
+    pos = left
+    for a, b in merged:
+        parts.append(_html(text[pos:a]) + f"<mark>{_html(text[a:b])}</mark>")
+        pos = b
+    parts.append(_html(text[pos:right]) + ("…" if right < len(text) else ""))
+    return "".join(parts)
+
+
+def source_groups(citations: Sequence[Citation]) -> list[list[Citation]]:
+    """Citations grouped per paragraph (same article, same paragraph range), in first-number order:
+    two sentences of one paragraph are one source card, not two near-identical ones."""
+    groups: dict[tuple[str, tuple[int, int]], list[Citation]] = {}
+    for c in sorted(citations, key=lambda c: c.number):
+        groups.setdefault((c.hit.doc_id, tuple(c.hit.paragraphs)), []).append(c)  # type: ignore[arg-type]
+    return list(groups.values())
 
 
 def _trim(text: str, n: int = 2 * EXCERPT_CHARS) -> str:
@@ -118,17 +149,19 @@ def _meta(hit: Hit) -> str:
     return " · ".join(bits)
 
 
-def _card(c: Citation) -> str:
-    hit = c.hit
+def _card(group: Sequence[Citation]) -> str:
+    first = group[0]
+    hit = first.hit
     url = safe_url(hit.url)
     original = f'<a class="sme-orig" href="{_attr(url)}" target="_blank" rel="noopener noreferrer">原始链接</a>' if url else ""
+    numbers = "".join(f'<span class="sme-num">[{c.number}]</span>' for c in group)
     return (
-        f'<div class="sme-card" id="sme-src-{c.number}">'
-        f'<div class="sme-card-head"><span class="sme-num">[{c.number}]</span> '
+        f'<div class="sme-card" id="sme-src-{first.number}">'
+        f'<div class="sme-card-head">{numbers} '
         f'<span class="sme-title">{_html(hit.title)}</span></div>'
         f'<div class="sme-meta">{_meta(hit)}</div>'
-        f'<div class="sme-excerpt">{excerpt_html(c)}</div>'
-        f'<div class="sme-links"><a class="sme-view" href="{_link(c.link)}" target="_blank" rel="noopener">查看原文</a>'
+        f'<div class="sme-excerpt">{excerpt_html(group)}</div>'
+        f'<div class="sme-links"><a class="sme-view" href="{_link(first.link)}" target="_blank" rel="noopener">查看原文</a>'
         f"{original}</div></div>"
     )
 
@@ -166,7 +199,7 @@ def answer_messages(answer: Answer, *, final: bool = True) -> list[str]:
         return [message]
     messages = [understood + linked_text(answer) + notice]
     if final and answer.citations:
-        cards = "".join(_card(c) for c in answer.citations)
+        cards = "".join(_card(g) for g in source_groups(answer.citations))
         messages.append(f'<div class="sme-sources"><div class="sme-sources-head">来源</div>{cards}</div>')
     return messages
 
@@ -184,8 +217,37 @@ def _boxed(cls: str, head: str, markdown: str) -> str:
     return f'<div class="{cls}">\n<div class="sme-box-head">{escape(head)}</div>\n\n{markdown}\n\n</div>'
 
 
-def answer_payload(answer: Answer) -> dict[str, Any]:
-    """Structured data for the ``/ask`` API: text, answered flag, citations, near misses."""
+_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
+
+
+def absolute(link: str, base: str | None) -> str:
+    """``/articles/…`` under ``base`` (``http://host:port``); unchanged when no base is known."""
+    return base.rstrip("/") + link if base and link.startswith("/") else link
+
+
+def plain_text(answer: Answer, base: str | None = None) -> str:
+    """What 「复制」 puts on the clipboard: the answer without Markdown or HTML, then one line per
+    source, ``[1] 标题（来源，日期）URL``, with absolute article links when ``base`` is known."""
+    text = refusal_text(answer) if not answer.answered else answer.text
+    blocks = [_EMPHASIS.sub(r"\2", text).strip()]
+    if answer.notice:
+        blocks.append(answer.notice)
+    if answer.citations:
+        refs = ["参考来源："]
+        for c in sorted(answer.citations, key=lambda c: c.number):
+            about = "，".join(x for x in (c.hit.source, c.hit.date) if x)
+            refs.append(f"[{c.number}] {c.hit.title}" + (f"（{about}）" if about else "") + " " + absolute(c.link, base))
+        blocks.append("\n".join(refs))
+    elif answer.near_misses:
+        blocks.append("\n".join(["可能相关（并非答案）：", *(f"- {h.title} {absolute(h.link, base)}" for h in answer.near_misses)]))
+    return "\n\n".join(blocks)
+
+
+def answer_payload(answer: Answer, base: str | None = None) -> dict[str, Any]:
+    """Structured data for the ``/ask`` API: text, answered flag, citations, near misses.
+
+    With ``base`` (the server's public address) every ``link`` is absolute, so a notebook
+    or a bot can follow it as is."""
     return {
         "question": answer.question,
         "text": answer.text,
@@ -200,7 +262,7 @@ def answer_payload(answer: Answer) -> dict[str, Any]:
                 "title": c.hit.title,
                 "date": c.hit.date,
                 "source": c.hit.source,
-                "link": c.link,
+                "link": absolute(c.link, base),
                 "url": c.hit.url,
                 "quote": c.quote,
                 "start": c.start,
@@ -208,7 +270,9 @@ def answer_payload(answer: Answer) -> dict[str, Any]:
             }
             for c in answer.citations
         ],
-        "near_misses": [{"doc_id": h.doc_id, "title": h.title, "date": h.date, "link": h.link, "url": h.url} for h in answer.near_misses],
+        "near_misses": [
+            {"doc_id": h.doc_id, "title": h.title, "date": h.date, "link": absolute(h.link, base), "url": h.url} for h in answer.near_misses
+        ],
         "timings": dict(answer.timings),
     }
 

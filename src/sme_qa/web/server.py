@@ -7,6 +7,7 @@ run uvicorn until interrupted, printing the URL once the socket listens.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import logging
@@ -17,24 +18,29 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from ..errors import CorpusError, IndexLockedError, SmeQaError
 from ..progress import Progress, progress_bar
+from ..records import article_link
 from ..search import Searcher
 from ..settings import Settings
+from .corpus_page import articles_html
 from .headers import SecurityHeaders
-from .pages import article_html, csp, new_nonce, not_found_html, parse_hl
+from .pages import article_html, csp, new_nonce, not_found_html, page_html, parse_hl
 
 if TYPE_CHECKING:
     from ..indexing import IndexSummary
 
-__all__ = ["ReadyServer", "create_app", "ensure_index", "parse_auth", "serve"]
+__all__ = ["ReadyServer", "browser_secret", "create_app", "ensure_index", "parse_auth", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -139,19 +145,79 @@ def is_loopback(host: str) -> bool:
 # ---------------------------------------------------------------- the app
 
 
-def create_app(searcher: Searcher, corpus: Path, *, auth: tuple[str, str] | None = None) -> FastAPI:
-    """The FastAPI app: ``/articles/{doc_id}``, ``/healthz``, and the Gradio chat at ``/``."""
+def browser_secret(vectors: Path) -> str:
+    """The key that encrypts the conversation kept in the browser, stable per index folder
+    (``<vectors>/browser-secret``, mode 600), so a conversation outlives a server restart."""
+    path = Path(vectors) / "browser-secret"
+    try:
+        secret = path.read_text(encoding="ascii").strip()
+        if len(secret) >= 32:
+            return secret
+    except (OSError, UnicodeDecodeError):
+        pass
+    secret = secrets.token_urlsafe(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secret)
+    except OSError as exc:  # a read-only index: the conversation then lasts until a restart
+        log.warning("cannot keep the browser secret in %s (%s); conversations end with the server", path, exc)
+    return secret
+
+
+_PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
+
+def _html_page(html: str, nonce: str, status: int = 200, *, forms: bool = False) -> HTMLResponse:
+    return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": csp(nonce, forms=forms), **_PAGE_HEADERS})
+
+
+def create_app(
+    searcher: Searcher, corpus: Path, *, auth: tuple[str, str] | None = None, manage: bool = False, public_url: str | None = None
+) -> FastAPI:
+    """The FastAPI app: ``/articles`` (list), ``/articles/{doc_id}``, ``/healthz``, and the Gradio chat at ``/``.
+
+    ``manage=True`` lets the browser add articles (chat side panel) and delete them (article
+    page, after a confirmation); ``serve`` turns it on only on loopback or with ``--auth``."""
     # Gradio recomputes a pandas summary of its last 10,000 events after every event (for its
     # monitoring page, unused here): at 24 clients that cost more than the answers themselves.
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(10**9))
     os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "100")
     import gradio as gr
 
-    from .chat import ChatService, build_blocks
+    from .chat import ChatService, build_blocks, i18n
+    from .upload import delete_token
 
-    service = ChatService(searcher, corpus)
+    service = ChatService(searcher, corpus, manage=manage, public_url=public_url)
+    secret = browser_secret(searcher.settings.vectors)
+    # Signs the delete confirmations; its own key (the browser secret is sent to the page).
+    delete_key = secrets.token_urlsafe(32)
     app = FastAPI(title="sme-qa", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
+    app.mount("/sme-static", StaticFiles(directory=STATIC), name="sme-static")
+
+    @app.get("/articles/", include_in_schema=False)
+    def articles_slash() -> RedirectResponse:
+        return RedirectResponse("/articles", status_code=308)
+
+    @app.get("/articles", response_class=HTMLResponse)
+    def articles(request: Request) -> HTMLResponse:
+        service.refresh()
+        q = request.query_params
+        try:
+            page = int(q.get("page") or 1)
+        except ValueError:
+            page = 1
+        nonce = new_nonce()
+        body = articles_html(
+            searcher.state.generation.documents,
+            query=q.get("q") or "",
+            sort=q.get("sort") or "new",
+            page=page,
+            notice=(q.get("deleted") and f"已删除：{q.get('deleted')}") or "",
+        )
+        return _html_page(page_html("语料中的文章", body, nonce=nonce), nonce, forms=True)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -168,21 +234,46 @@ def create_app(searcher: Searcher, corpus: Path, *, auth: tuple[str, str] | None
         nonce = new_nonce()
         found = searcher.article(doc_id)
         if found is None:
-            html, status = not_found_html(doc_id, nonce=nonce), 404
-        else:
-            html, status = article_html(found, parse_hl(request.query_params.get("hl")), nonce=nonce), 200
-        return HTMLResponse(
-            html,
-            status_code=status,
-            headers={
-                "Content-Security-Policy": csp(nonce),
-                "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "no-referrer",
-                "Cache-Control": "no-store",
-            },
-        )
+            return _html_page(not_found_html(doc_id, nonce=nonce), nonce, 404)
+        delete = "/manage/delete" + article_link(doc_id) if manage else None
+        return _html_page(article_html(found, parse_hl(request.query_params.get("hl")), nonce=nonce, delete_href=delete), nonce)
 
-    blocks = build_blocks(service)
+    if manage:
+
+        @app.get("/manage/delete/articles/{doc_id:path}", response_class=HTMLResponse)
+        def confirm_delete(doc_id: str) -> HTMLResponse:
+            nonce = new_nonce()
+            found = searcher.article(doc_id)
+            if found is None:
+                return _html_page(not_found_html(doc_id, nonce=nonce), nonce, 404)
+            body = (
+                f'<nav><a href="{escape(article_link(doc_id), quote=True)}">← 返回文章</a></nav>'
+                f"<h1>删除《{escape(found.title)}》？</h1>"
+                "<p>这会从语料文件夹中删除这篇文章（或它在 JSONL 文件中的那一行），并更新索引。此操作无法撤销。</p>"
+                f'<form method="post" action="{escape("/manage/delete" + article_link(doc_id), quote=True)}">'
+                f'<input type="hidden" name="token" value="{delete_token(delete_key, doc_id)}">'
+                '<button type="submit" class="danger" id="confirm-delete">确认删除</button></form>'
+            )
+            return _html_page(page_html("删除文章", body, nonce=nonce), nonce, forms=True)
+
+        @app.post("/manage/delete/articles/{doc_id:path}", response_model=None)
+        async def do_delete(doc_id: str, request: Request) -> HTMLResponse | RedirectResponse:
+            form = await request.form()
+            token = str(form.get("token") or "")
+            nonce = new_nonce()
+            if not secrets.compare_digest(token, delete_token(delete_key, doc_id)):
+                body = '<div class="missing"><h1>无法删除</h1><p>确认已过期，请从文章页重新操作。</p></div>'
+                return _html_page(page_html("无法删除", body, nonce=nonce), nonce, 403)
+            try:
+                found = searcher.article(doc_id)
+                title = found.title if found is not None else doc_id
+                await asyncio.to_thread(service.delete, doc_id)
+            except SmeQaError as exc:
+                body = f'<div class="missing"><h1>无法删除</h1><p>{escape(str(exc))}</p></div>'
+                return _html_page(page_html("无法删除", body, nonce=nonce), nonce, 409)
+            return RedirectResponse("/articles?" + urlencode({"deleted": title}), status_code=303)
+
+    blocks = build_blocks(service, secret=secret)
     theme = gr.themes.Default(
         primary_hue="orange",
         font=[
@@ -205,6 +296,9 @@ def create_app(searcher: Searcher, corpus: Path, *, auth: tuple[str, str] | None
         show_error=True,
         ssr_mode=False,
         mcp_server=False,
+        i18n=i18n(),
+        head='<script src="/sme-static/chat.js" defer></script>',
+        max_file_size="10mb",
     )
     if auth is not None:
         app.add_middleware(BasicAuth, user=auth[0], password=auth[1])
@@ -315,7 +409,8 @@ def serve(
         searcher = Searcher(settings)
         searcher.state  # noqa: B018 - load now, so a broken index fails here, not on the first question
         threading.Thread(target=_warm, args=(searcher,), name="sme-qa-warm", daemon=True).start()
-        app = create_app(searcher, settings.corpus, auth=credentials)
+        manage = is_loopback(settings.host) or credentials is not None
+        app = create_app(searcher, settings.corpus, auth=credentials, manage=manage, public_url=settings.public_url)
         server = ReadyServer(
             uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=2),
             on_ready=_announce,
