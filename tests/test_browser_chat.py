@@ -27,8 +27,8 @@ PHONE = {"width": 390, "height": 844}
 SECOND = "工信部部长金壮龙在哪个大会上讲话？"
 UPLOADED = "---\ntitle: 银杉微电子晶圆扩产\ndate: 2023-02-10\nsource: 测试日报\n---\n\n银杉微电子公司宣布，其晶圆年产量达到4172万片，较上年翻番。\n"
 UPLOAD_Q = "银杉微电子公司的晶圆年产量达到多少万片？"
-PASTED_BODY = "青松重工表示，公司风电塔筒订单累计达到5389套，创历史新高。"
-PASTED_Q = "青松重工的风电塔筒订单累计达到多少套？"
+PASTED_BODY = "青松重工公司宣布，其风电塔筒年产量达到5389台，创历史新高。"
+PASTED_Q = "青松重工公司的风电塔筒年产量达到多少台？"
 # Words allowed to stay Latin on a Chinese page (the API is called that).
 LATIN_OK = {"API"}
 
