@@ -362,7 +362,10 @@ class ChatService:
         yield conversation.chat_messages(stored), stored
 
     def restore(self, turns: list) -> Any:
-        """The chat as the browser kept it, 👍/👎 included."""
+        """The chat as the browser kept it, 👍/👎 included; nothing kept → the chat is left alone
+        (a question asked before this page-load event returns is not wiped)."""
+        if not conversation.chat_messages(turns):
+            return gr.skip()
         return gr.update(value=conversation.chat_messages(turns), feedback_value=conversation.feedback_values(turns))
 
     def feedback(self, turns: list, data: gr.LikeData) -> Any:
@@ -554,7 +557,7 @@ def build_blocks(service: ChatService, *, secret: str | None = None) -> gr.Block
                 add_and_clear, form, [update_result, *form], concurrency_limit=1, concurrency_id="index", **private
             ).then(service.view, None, view, **private)
         demo.load(service.status, None, status, api_name="index_status", show_progress="hidden")
-        demo.load(service.restore, turns, chatbot, show_progress="hidden", **private)
+        demo.load(service.restore, turns, chatbot, show_progress="hidden", queue=False, **private)
         gr.Timer(30).tick(service.status, None, status, show_progress="hidden", **private)
         gr.api(service.ask, api_name="ask", **answer_opts)
     return demo
