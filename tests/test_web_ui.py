@@ -77,6 +77,12 @@ def test_turns_redraw_the_chat_and_find_a_message():
     kept = turns.append(turns.append([], one), two)
     assert [m["role"] for m in turns.chat_messages(kept)] == ["user", "assistant", "user", "assistant"]
     assert turns.history(kept)[1] == {"role": "assistant", "content": "答案[1]"}
+    assert turns.history(kept)[2:] == [{"role": "user", "content": "q2"}, {"role": "assistant", "content": ""}]
+    from sme_qa.web.render import answer_messages, history_messages
+
+    shown = turns.new_turn("q1", answer_messages(answer), options, answer, base="http://h")
+    assert "sme-sources" in shown["messages"][0]  # the answer, its cards and the copy text: one message
+    assert history_messages(turns.chat_messages([shown])) == turns.history([shown])  # read back as its text alone
     assert turns.turn_at(kept, 1)["question"] == "q1" and turns.turn_at(kept, 2)["question"] == "q2"
     assert turns.turn_at(kept, 4) is None
     rated, turn = turns.rate(kept, 3, "down")

@@ -281,6 +281,9 @@ _TAG = re.compile(r"<[^>]+>")
 _DROPPED = re.compile(r'^\s*<(?:div|span) class="sme-(?:sources|pending|refusal sme-error)')
 _DROPPED_BLOCK = re.compile(r'<div class="sme-(?:understood|notice|near)">.*?</div>(?:</ul></div>)?', re.DOTALL)
 _MD_LINK = re.compile(r"\[\\\[(\d+)\\\]\]\([^)]*\)")
+# A finished answer is one message (``turns.new_turn``): its text, then the source cards and the
+# copy/settings row; everything from the cards on is not answer text.
+_TAIL = re.compile(r'<div class="sme-sources">|<pre class="sme-copytext">')
 
 
 def history_messages(chat: list) -> list[dict[str, str]]:
@@ -301,6 +304,7 @@ def history_messages(chat: list) -> list[dict[str, str]]:
         if message["role"] == "assistant":
             if _DROPPED.match(content):
                 continue
+            content = _TAIL.split(content, maxsplit=1)[0]
             content = unescape(_TAG.sub("", _DROPPED_BLOCK.sub("", _MD_LINK.sub(r"[\1]", content)))).strip()
             if out and out[-1]["role"] == "assistant":
                 out[-1]["content"] += "\n" + content

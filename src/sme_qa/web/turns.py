@@ -4,7 +4,7 @@ A turn is a plain JSON dict, so it survives a reload and the way back from an ar
 
     {"question": str, "messages": [assistant message HTML, ...], "text": answer text,
      "answered": bool, "settings": {...}, "citations": [{number, doc_id, title, link, quote}],
-     "time": ISO time}
+     "time": ISO time, "rating": "up" | "down" | None, "error": error line | None}
 
 The chat is redrawn from the turns (``chat_messages``); follow-up questions get them as
 role/content messages (``history``); a 👍/👎 on a message finds its turn (``turn_at``).
@@ -96,6 +96,7 @@ def new_turn(
         ],
         "time": (now or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds"),
         "rating": None,  # "up" / "down" once the user gave 👍/👎
+        "error": error,  # the error line shown instead of an answer, else None
     }
 
 
@@ -140,11 +141,12 @@ def rate(turns: object, index: int, rating: str) -> tuple[list[Turn], Turn | Non
 
 
 def history(turns: object) -> list[dict[str, str]]:
-    """The conversation so far as role/content messages (answer text, not HTML), for follow-ups."""
+    """The conversation so far as role/content messages (answer text, not HTML), for follow-ups;
+    a turn that ended in an error keeps its question, with no answer text."""
     out: list[dict[str, str]] = []
     for turn in _valid(turns):
         out.append({"role": "user", "content": turn["question"]})
-        out.append({"role": "assistant", "content": str(turn.get("text") or "")})
+        out.append({"role": "assistant", "content": "" if turn.get("error") else str(turn.get("text") or "")})
     return out
 
 
