@@ -127,7 +127,7 @@ def test_quotation_keeps_its_attribution(view):
     text = "“我国已培育8997家专精特新‘小巨人’企业，中小企业创新力大幅提升。”在近日举行的大会上，工信部部长金壮龙表示。"
     hit = _hit(text)
     q = analyse_with(view, "我国已培育了多少家专精特新“小巨人”企业？")
-    quotes = choose(read(q, [hit], view).candidates)
+    quotes = choose(read(q, [hit], view).candidates, shipped_model().extra_ratio)
     assert quotes[0].text == text  # the quote and who said it, one citation
     answer_text, citations = compose_answer(q, quotes, "8997家")
     assert answer_text.startswith("**8997家**\n\n") and "金壮龙表示" in answer_text and citations[0].end - citations[0].start == len(text)
@@ -178,3 +178,33 @@ def test_shipped_model_is_small_json_with_a_card():
     card = files.joinpath("README.md").read_text(encoding="utf-8")
     for sha in (v["sha256"] for v in meta["trained_on"].values()):
         assert sha in card
+
+
+def test_a_city_question_is_not_answered_with_the_national_figure(view):
+    hits = [
+        _hit("“我国已培育8997家专精特新‘小巨人’企业。”工信部部长金壮龙表示。", "cn", score=1.0),
+        _hit("目前青岛有专精特新“小巨人”97家，全国排名第八。", "qd", score=0.7),
+    ]
+    q = analyse_with(view, "青岛已培育了多少家专精特新“小巨人”企业？")
+    assert "青岛" in q.places and not q.national
+    assert read(q, hits, view).candidates[0].hit.doc_id == "qd"
+
+
+def test_a_count_needs_its_unit_and_its_place(view):
+    # 多少名员工 is not answered by a duration, nor 深圳's count by a passage that never names 深圳
+    days = _hit("青岛征和工业通过数字化转型，产品研发周期从25天缩短至7天。", "zh")
+    q = analyse_with(view, "青岛征和工业有多少名员工？")
+    assert q.unit == "名" and not read(q, [days], view).answerable
+    staff = _hit("青岛征和工业目前有员工1200名，研发人员300人。", "zh")
+    assert read(q, [staff], view).answerable
+    elsewhere = _hit("北京市经信局披露，目前北京已培育市级专精特新“小巨人”企业1141家。", "bj")
+    shenzhen = analyse_with(view, "深圳市目前有多少家专精特新“小巨人”企业？")
+    assert shenzhen.places and not read(shenzhen, [elsewhere], view).answerable
+
+
+def test_the_best_sentence_is_quoted_first(view):
+    hit = _hit("工信部还强调，十四五期间要推动形成一万家专精特新“小巨人”企业。目前北京已培育市级专精特新“小巨人”企业1141家。", "bj")
+    q = analyse_with(view, "北京已培育了多少家市级专精特新“小巨人”企业？")
+    reading = read(q, [hit], view)
+    quotes = choose(reading.candidates, 0.0)  # any second sentence is quoted too
+    assert len(quotes) == 2 and quotes[0].candidate is reading.candidates[0] and "1141家" in quotes[0].text

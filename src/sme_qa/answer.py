@@ -94,7 +94,7 @@ def extractive(ev: Evidence) -> Answer:
     model = shipped_model()
     best = reading.candidates[0]
     span = best_span(q, best.quote, view.words, model.span.predict, model.span_threshold)
-    quotes = choose(reading.candidates)
+    quotes = choose(reading.candidates, model.extra_ratio)
     text, citations = compose_answer(q, quotes, span.text if span else None)
     return Answer(ev.asked, text, citations, notice=notice, short=span.text if span else None)
 

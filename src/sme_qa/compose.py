@@ -26,9 +26,6 @@ CONFLICT_ZH = "各来源说法不一："
 CONFLICT_EN = "The sources differ:"
 CONTENT_FREE_ZH = "这句话里没有可以查找的内容。请用文字提问，例如：我国已培育了多少家专精特新“小巨人”企业？"
 CONTENT_FREE_EN = "There is nothing to look up in this input. Ask in words, e.g.: How many little giant enterprises has China cultivated?"
-# A second quote is added only when the reader rates it at least this share of the best one
-# (chosen with bench/bench_reader.py on cmrc2018_dev + drcd_dev, the reader's training sets).
-EXTRA_RATIO = 0.8
 # Conflicting figures must come from sentences the reader rates at least this share of the best.
 CONFLICT_RATIO = 0.5
 # A sentence that only says who said the quote before it: 「……”，工信部部长金壮龙表示。」
@@ -82,12 +79,13 @@ def with_attribution(c: Candidate, neighbours: Sequence[Candidate]) -> Quote:
     return Quote(c, c.start, c.end, c.quote)
 
 
-def choose(candidates: Sequence[Candidate]) -> list[Quote]:
-    """The best sentence (with its attribution) and one more nearly as good, in reading order."""
+def choose(candidates: Sequence[Candidate], extra_ratio: float) -> list[Quote]:
+    """The best sentence (with its attribution), then one more rated at least ``extra_ratio`` of it
+    (``Model.extra_ratio``, fitted by scripts/train_reader.py)."""
     chosen: list[Candidate] = []
     seen: set[str] = set()
     for c in candidates:
-        if len(chosen) == MAX_QUOTES or (chosen and c.score < EXTRA_RATIO * chosen[0].score):
+        if len(chosen) == MAX_QUOTES or (chosen and c.score < extra_ratio * chosen[0].score):
             break
         key = match_form(c.quote)
         if key in seen or len(key) < SHORT_SENTENCE:
@@ -100,8 +98,7 @@ def choose(candidates: Sequence[Candidate]) -> list[Quote]:
         if not any(m.candidate.hit.doc_id == q.candidate.hit.doc_id and m.start <= q.start and q.end <= m.end for m in merged):
             merged = [m for m in merged if not (m.candidate.hit.doc_id == q.candidate.hit.doc_id and q.start <= m.start and m.end <= q.end)]
             merged.append(q)
-    docs = list(dict.fromkeys(q.candidate.hit.doc_id for q in merged))
-    return sorted(merged, key=lambda q: (docs.index(q.candidate.hit.doc_id), q.start))
+    return merged  # the best sentence first: it is [1], the one the short answer comes from
 
 
 def cite(number: int, q: Quote) -> Citation:
