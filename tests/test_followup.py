@@ -18,11 +18,6 @@ from sme_qa.followup import Turn, check_history, resolve, turns, understood_note
 
 ROOT = Path(__file__).resolve().parent.parent
 QINGDAO = "001_9fb318df9e2783e2"
-# The follow-up's rewrite is the requirement here; its answer also depends on the reader, which is
-# being rebuilt: where that answer misses, the test is xfailed (not strict) with this reason.
-READER_97 = (
-    "the reader (lead's answer split) does not yet quote 青岛's 97 for the rewritten follow-up; the rewrite itself is asserted above"
-)
 NATIONAL = "000_c01459aaca3a05d0"
 
 
@@ -167,8 +162,7 @@ def test_ask_with_history_answers_the_follow_up(sample_searcher):
     assert understood_note(follow) == "按“青岛已培育了多少家专精特新“小巨人”企业？”理解"
     alone = sample_searcher.ask("那青岛呢？", llm=False)
     assert alone.understood is None and not ("97" in alone.text and any(c.hit.doc_id == QINGDAO for c in alone.citations))
-    if not (follow.answered and "97" in follow.text and any(c.hit.doc_id == QINGDAO for c in follow.citations)):
-        pytest.xfail(READER_97)
+    assert follow.answered and "97" in follow.text and follow.citations[0].hit.doc_id == QINGDAO
 
 
 def test_streamed_answers_carry_what_was_understood(sample_searcher):
@@ -224,8 +218,7 @@ def test_terminal_chat_keeps_the_conversation(sample_index, tmp_path):
     assert len(answers) == 2
     assert answers[0]["understood"] is None and "8997" in answers[0]["text"]
     assert answers[1]["understood"] == "青岛已培育了多少家专精特新“小巨人”企业？"
-    if "97" not in answers[1]["text"]:
-        pytest.xfail(READER_97)
+    assert "97" in answers[1]["text"]
 
 
 def _cache() -> Path:
