@@ -37,17 +37,16 @@ from .records import Article, Chunk
 from .settings import Settings
 from .store import (
     Generation,
-    all_vectors,
-    build_faiss,
-    index_kind,
     index_lock,
     load_generation,
     read_manifest,
     remove_stale,
+    resolve_kind,
     salvage_vectors,
     write_generation,
 )
-from .vector_cache import VectorCache
+from .vector_cache import VectorBank, VectorCache
+from .vector_store import VectorStore, new_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -196,13 +195,19 @@ def build_index(
         return _update(settings, chunking, rebuild, index_type, progress, choose, embedder, started)
 
 
+def _content_config(config: Any) -> Any:
+    """The settings that shape an index's content (another ``index_type`` only rebuilds the vector store)."""
+    return {k: v for k, v in config.items() if k != "index_type"} if isinstance(config, dict) else config
+
+
 def _previous(settings: Settings, config: dict[str, Any], rebuild: bool) -> Generation | None:
-    if rebuild:  # re-embed everything: not even a failed run's vectors are reused
+    if rebuild:  # re-embed everything: not even a failed run's or the bank's vectors are reused
         VectorCache(settings.vectors).clear()
+        VectorBank(settings.vectors).clear()
         return None
     try:
         manifest = read_manifest(settings.vectors)
-        if manifest.get("config") != config:
+        if _content_config(manifest.get("config")) != _content_config(config):
             log.info("index settings changed; rebuilding from scratch")
             return None
         return load_generation(settings.vectors)
@@ -245,7 +250,8 @@ def _update(
     new_sources: dict[str, dict[str, Any]] = {}
     articles: list[Article] = []
     seen: dict[str, str] = {}
-    changed_any = old is None or old_pipeline != pipeline
+    # another --index type: the vector store is built again from the stored vectors
+    changed_any = old is None or old_pipeline != pipeline or old.manifest["config"].get("index_type") != index_type
     if old is not None and not changed_any:
         # other weights than the index's (an injected embedder, an upgraded or replaced model):
         # re-embed even if no file changed
@@ -357,13 +363,14 @@ def _write(
     lexical_hashes = [_sha1(t) for t in lex_inputs]
 
     # -- vectors: reuse by exact input hash, embed the rest
-    old_rows: dict[str, int] = {}
+    old_rows: dict[str, list[int]] = {}
     if old is not None:
         for row, c in enumerate(old.chunks):
-            old_rows.setdefault(c["input_hash"], row)
-    reuse = [old_rows.get(h) for h in input_hashes]
+            old_rows.setdefault(c["input_hash"], []).append(row)
+    reuse = [rows[0] if (rows := old_rows.get(h)) else None for h in input_hashes]
     todo = [i for i, r in enumerate(reuse) if r is None]
     cache = VectorCache(settings.vectors)
+    bank = VectorBank(settings.vectors)
     cached_fp, cached = cache.load(settings.model)
     embedder = choose(len({input_hashes[i] for i in todo if input_hashes[i] not in cached}))
     if old is not None and old.manifest.get("fingerprint") != embedder.fingerprint:
@@ -372,27 +379,27 @@ def _write(
         embedder = choose(len(todo))
     if cached_fp != embedder.fingerprint:
         cached = {}
-    vectors = np.zeros((len(chunks), embedder.dimension), dtype=np.float32)
-    from_cache = 0
-    if old is not None and len(todo) < len(chunks):
-        previous = all_vectors(old.index)
-        keep = [i for i, r in enumerate(reuse) if r is not None]
-        vectors[keep] = previous[[r for r in reuse if r is not None]]
+    row_of: dict[str, np.ndarray] = {}  # input hash → vector, for the chunks no old row holds
+    from_cache = from_bank = 0
     if todo:
         # identical inputs (a paragraph reposted under the same title) are embedded once;
-        # vectors computed by an earlier run that failed to write are taken from the cache
+        # vectors computed by an earlier run that failed to write are taken from the cache,
+        # vectors of texts an earlier index held from the bank
         first: dict[str, int] = {}
         for i in todo:
             first.setdefault(input_hashes[i], i)
-        row_of: dict[str, np.ndarray] = {h: cached[h] for h in first if h in cached}
-        from_cache = sum(input_hashes[i] in row_of for i in todo)
+        row_of = {h: cached[h] for h in first if h in cached}
+        row_of.update(bank.lookup(settings.model, embedder.fingerprint, {h for h in first if h not in row_of}))
+        from_cache = sum(input_hashes[i] in cached for i in todo)
+        from_bank = sum(input_hashes[i] in row_of for i in todo) - from_cache
         unique = [i for h, i in first.items() if h not in row_of]
         log.info(
-            "embedding %d chunks with %s (%d reused, %d from the cache of a failed run)",
+            "embedding %d chunks with %s (%d reused, %d from the cache of a failed run, %d from the vector bank)",
             len(unique),
             embedder.backend,
             len(chunks) - len(todo),
-            len(row_of),
+            sum(h in cached for h in first),
+            sum(h in row_of and h not in cached for h in first),
         )
         report = progress
         step = getattr(embedder, "cache_slice", CACHE_SLICE)  # the Ray executor starts a pool per call
@@ -407,7 +414,7 @@ def _write(
             hashes = [input_hashes[i] for i in part]
             cache.add(settings.model, embedder.fingerprint, hashes, done)
             row_of.update(zip(hashes, done))
-        vectors[todo] = np.stack([row_of[input_hashes[i]] for i in todo])
+    store, vids, next_vid, in_place = _vector_store(old, config["index_type"], embedder.dimension, input_hashes, reuse, row_of)
 
     # -- lexical: counts reused for unchanged inputs unless a new vocabulary word occurs in them
     # (or the tokenizer changed: then every chunk is counted afresh, with a fresh vocabulary)
@@ -434,11 +441,9 @@ def _write(
     tf_new = count_matrix([tokenizer.tokens(lex_inputs[i]) for i in fresh], table)
     tf = _assemble_tf(lex_old.tf if lex_old is not None else None, lex_reuse, fresh, tf_new, len(table.terms))
 
-    index = build_faiss(vectors, config["index_type"])
-
     chunk_rows = [
-        {**c.to_dict(), "input_hash": h, "lexical_hash": lh, "title": titles[c.doc_id]}
-        for c, h, lh in zip(chunks, input_hashes, lexical_hashes)
+        {**c.to_dict(), "input_hash": h, "lexical_hash": lh, "title": titles[c.doc_id], "vid": int(v)}
+        for c, h, lh, v in zip(chunks, input_hashes, lexical_hashes, vids)
     ]
     doc_rows = [{**a.to_dict(), "hash": article_hash(a)} for a in articles]
     old_doc_hash = {d["id"]: d.get("hash") for d in old.documents} if old is not None else {}
@@ -456,14 +461,16 @@ def _write(
         "dimension": embedder.dimension,
         "normalized": True,
         "metric": "inner_product",
-        "index_type": index_kind(index),
+        "index_type": store.kind,
+        "next_vid": next_vid,
+        "updated_in_place": in_place,
         "counts": {"documents": len(doc_rows), "chunks": len(chunk_rows), "terms": len(table.terms)},
         "sources": sources,
         "documents": _doc_chunk_hashes(doc_rows, chunk_rows),
     }
     lexical = {"terms": table.terms, "vocabulary": sorted(vocabulary), **config["lexical"]}
     try:
-        write_generation(settings.vectors, manifest, index, chunk_rows, doc_rows, tf, lexical)
+        write_generation(settings.vectors, manifest, store, chunk_rows, doc_rows, tf, lexical)
     except IndexWriteError as exc:
         kept = len(cached) + cache.kept
         if kept:
@@ -471,6 +478,7 @@ def _write(
                 f"{exc}; the {kept} embeddings computed are kept in {cache.dir}/ so the retry does not compute them again"
             ) from None
         raise
+    bank.absorb(cache, settings.model, embedder.fingerprint, set(input_hashes))
     cache.clear()
     reused = len(chunks) - len(todo)
     return IndexSummary(
@@ -479,8 +487,8 @@ def _write(
         articles_changed=changed,
         articles_removed=removed,
         articles_unchanged=len(doc_rows) - added - changed,
-        chunks_embedded=len(todo) - from_cache,
-        chunks_reused=reused + from_cache,
+        chunks_embedded=len(todo) - from_cache - from_bank,
+        chunks_reused=reused + from_cache + from_bank,
         chunks_removed=(len(old.chunks) - reused) if old is not None else 0,
         chunks_total=len(chunks),
         seconds=round(time.perf_counter() - started, 3),
@@ -510,6 +518,57 @@ def _embedder(settings: Settings, count: int, *, executor: str = "local", ray_op
         return RayEmbedder(settings.model, cache_dir=settings.cache_dir, options=ray_options)
     purpose = "query" if count <= SMALL_BATCH else "index"
     return _load_embedder(settings.model, purpose, settings.cache_dir)
+
+
+def _vector_store(
+    old: Generation | None,
+    index_type: str,
+    dimension: int,
+    input_hashes: list[str],
+    reuse: list[int | None],
+    row_of: dict[str, np.ndarray],
+) -> tuple[VectorStore, np.ndarray, int, bool]:
+    """(store, vid per chunk row, next free vid, updated in place?) for the new chunk rows.
+
+    A chunk an old row embedded keeps that row's vid (each old vid is kept by one row; a
+    second copy of the text gets a new vid and the same vector).  The old store is updated
+    in place (remove the vids no row keeps, add the new ones) when it can be, else built
+    afresh from the old store's vectors and the new ones: nothing is embedded again."""
+    n = len(input_hashes)
+    kind = resolve_kind(index_type, n)
+    next_vid = int(old.manifest.get("next_vid", len(old.chunks))) if old is not None else 0
+    vids = np.full(n, -1, dtype=np.int64)
+    if old is not None:
+        claims: dict[str, list[int]] = {}
+        for row in range(len(old.chunks) - 1, -1, -1):  # popped from the end: first rows first
+            claims.setdefault(old.chunks[row]["input_hash"], []).append(int(old.vids[row]))
+        for i, h in enumerate(input_hashes):
+            if reuse[i] is not None and claims.get(h):
+                vids[i] = claims[h].pop()
+    claimed = vids >= 0
+    fresh = np.flatnonzero(~claimed)
+    vids[fresh] = np.arange(next_vid, next_vid + len(fresh), dtype=np.int64)
+    next_vid += len(fresh)
+    # vectors of the rows with a new vid: a copy of an old row's, or a new one
+    copies = {int(i): int(r) for i in fresh if (r := reuse[i]) is not None}
+    copied = old.store.vectors(old.vids[list(copies.values())]) if old is not None and copies else None
+    copy_pos = {i: j for j, i in enumerate(copies)}
+    fresh_vectors = np.zeros((len(fresh), dimension), dtype=np.float32)
+    for j, i in enumerate(fresh.tolist()):
+        fresh_vectors[j] = copied[copy_pos[i]] if copied is not None and i in copy_pos else row_of[input_hashes[i]]
+    if old is not None and old.store.kind == kind and old.store.can_update(n) and old.manifest.get("format") != 1:
+        gone = old.vids[np.isin(old.vids, vids[claimed], invert=True)]
+        store = old.store
+        store.remove(gone)
+        store.add(vids[fresh], fresh_vectors)
+        log.info("vector store updated in place: %d removed, %d added", len(gone), len(fresh))
+        return store, vids, next_vid, True
+    vectors = np.zeros((n, dimension), dtype=np.float32)
+    if old is not None and len(fresh) < n:
+        keep = np.flatnonzero(claimed)
+        vectors[keep] = old.store.vectors(vids[keep])
+    vectors[fresh] = fresh_vectors
+    return new_store("faiss", dimension, kind, vectors, vids), vids, next_vid, False
 
 
 def _doc_chunk_hashes(doc_rows: list[dict[str, Any]], chunk_rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

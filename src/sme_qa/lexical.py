@@ -14,7 +14,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -116,6 +116,19 @@ def count_matrix(token_lists: Sequence[Sequence[str]], table: TermTable) -> Any:
         (np.asarray(data, dtype=np.int32), np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64)),
         shape=(len(token_lists), len(table.terms)),
     )
+
+
+@runtime_checkable
+class LexicalIndex(Protocol):
+    """The lexical leg as the searcher uses it: scores over chunk rows for a bag of term ids."""
+
+    n_docs: int
+
+    def scores(self, term_ids: Sequence[int]) -> np.ndarray:
+        """One score per chunk row (0 where no term occurs)."""
+
+    def top(self, term_ids: Sequence[int], k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` (rows, scores) with a positive score, only rows where ``mask`` is True if given."""
 
 
 class BM25:
