@@ -33,7 +33,7 @@ from .corpus import Skipped, SourceFile, read_source, scan
 from .errors import IndexDamagedError, IndexWriteError, InputFileError, SmeQaError
 from .lexical import TermTable, Tokenizer, corpus_vocabulary, count_matrix
 from .progress import Progress
-from .records import Article, Chunk
+from .records import Article
 from .settings import Settings
 from .store import (
     Generation,
@@ -249,6 +249,7 @@ def _update(
     skipped = list(scan_skips)
     new_sources: dict[str, dict[str, Any]] = {}
     articles: list[Article] = []
+    carried: set[str] = set()  # articles taken unchanged from the previous generation
     seen: dict[str, str] = {}
     # another --index type: the vector store is built again from the stored vectors
     changed_any = old is None or old_pipeline != pipeline or old.manifest["config"].get("index_type") != index_type
@@ -281,6 +282,7 @@ def _update(
                 stamp["sha1"] = _file_sha1(src.real)
         else:
             stamp["sha1"] = _prev_sha1(prev)
+            carried.update(a.id for a in got)
         kept = []
         for article in got:
             if article.id in seen:
@@ -321,6 +323,7 @@ def _update(
         started,
         pipeline=pipeline,
         retokenise=retokenise,
+        carried=carried,
     )
 
 
@@ -348,26 +351,42 @@ def _write(
     *,
     pipeline: dict[str, int],
     retokenise: bool,
+    carried: frozenset[str] | set[str] = frozenset(),
 ) -> IndexSummary:
-    chunks: list[Chunk] = []
+    """``carried``: ids of articles taken unchanged from ``old``, whose chunk rows are kept as
+    they are (not chunked and hashed again: at a million chunks that is most of the work)."""
+    old_rows_of: dict[str, list[dict[str, Any]]] = {}
+    if old is not None and carried:
+        for c in old.chunks:
+            if c["doc_id"] in carried:
+                old_rows_of.setdefault(c["doc_id"], []).append(c)
+    rows: list[dict[str, Any]] = []  # chunk rows without their vid
     inputs: list[str] = []
     lex_inputs: list[str] = []
     titles: dict[str, str] = {}
     for article in articles:
         titles[article.id] = article.title
+        kept_rows = old_rows_of.get(article.id)
+        if kept_rows is not None:
+            rows.extend(kept_rows)
+            inputs.extend(embed_input(article.title, c["text"]) for c in kept_rows)
+            lex_inputs.extend(lexical_input(article.title, c["text"]) for c in kept_rows)
+            continue
         for chunk in chunk_article(article, chunking):
-            chunks.append(chunk)
-            inputs.append(embed_input(article.title, chunk.text))
-            lex_inputs.append(lexical_input(article.title, chunk.text))
-    input_hashes = [_sha1(t) for t in inputs]
-    lexical_hashes = [_sha1(t) for t in lex_inputs]
+            embedded, counted = embed_input(article.title, chunk.text), lexical_input(article.title, chunk.text)
+            inputs.append(embedded)
+            lex_inputs.append(counted)
+            rows.append({**chunk.to_dict(), "input_hash": _sha1(embedded), "lexical_hash": _sha1(counted), "title": article.title})
+    input_hashes = [r["input_hash"] for r in rows]
+    lexical_hashes = [r["lexical_hash"] for r in rows]
+    n_chunks = len(rows)
 
     # -- vectors: reuse by exact input hash, embed the rest
     old_rows: dict[str, list[int]] = {}
     if old is not None:
         for row, c in enumerate(old.chunks):
             old_rows.setdefault(c["input_hash"], []).append(row)
-    reuse = [rows[0] if (rows := old_rows.get(h)) else None for h in input_hashes]
+    reuse = [found[0] if (found := old_rows.get(h)) else None for h in input_hashes]
     todo = [i for i, r in enumerate(reuse) if r is None]
     cache = VectorCache(settings.vectors)
     bank = VectorBank(settings.vectors)
@@ -375,7 +394,7 @@ def _write(
     embedder = choose(len({input_hashes[i] for i in todo if input_hashes[i] not in cached}))
     if old is not None and old.manifest.get("fingerprint") != embedder.fingerprint:
         log.info("the embedding weights changed (%s → %s); re-embedding everything", old.manifest.get("fingerprint"), embedder.fingerprint)
-        old, reuse, todo = None, [None] * len(chunks), list(range(len(chunks)))
+        old, reuse, todo = None, [None] * n_chunks, list(range(n_chunks))
         embedder = choose(len(todo))
     if cached_fp != embedder.fingerprint:
         cached = {}
@@ -397,7 +416,7 @@ def _write(
             "embedding %d chunks with %s (%d reused, %d from the cache of a failed run, %d from the vector bank)",
             len(unique),
             embedder.backend,
-            len(chunks) - len(todo),
+            n_chunks - len(todo),
             sum(h in cached for h in first),
             sum(h in row_of and h not in cached for h in first),
         )
@@ -420,7 +439,8 @@ def _write(
     # (or the tokenizer changed: then every chunk is counted afresh, with a fresh vocabulary)
     lex_old = old if old is not None and not retokenise else None
     vocab_old: set[str] = set(lex_old.lexical["vocabulary"]) if lex_old is not None else set()
-    vocabulary = vocab_old | corpus_vocabulary(a.title + "\n" + a.text for a in articles)
+    # an unchanged article's quoted terms are in the old vocabulary already
+    vocabulary = vocab_old | corpus_vocabulary(a.title + "\n" + a.text for a in articles if lex_old is None or a.id not in carried)
     added_words = vocabulary - vocab_old
     table = TermTable(lex_old.lexical["terms"] if lex_old is not None else ())
     tokenizer = Tokenizer(vocabulary)
@@ -432,8 +452,9 @@ def _write(
     if added_words and lex_old is not None:
         from .text import normalize, to_simplified
 
+        maybe = _rows_maybe_containing(added_words, lex_old.tf, table)
         for i, r in enumerate(lex_reuse):
-            if r is not None and any(w in to_simplified(normalize(lex_inputs[i])) for w in added_words):
+            if r is not None and (maybe is None or maybe[r]) and any(w in to_simplified(normalize(lex_inputs[i])) for w in added_words):
                 lex_reuse[i] = None
     fresh = [i for i, r in enumerate(lex_reuse) if r is None]
     if progress:
@@ -441,11 +462,9 @@ def _write(
     tf_new = count_matrix([tokenizer.tokens(lex_inputs[i]) for i in fresh], table)
     tf = _assemble_tf(lex_old.tf if lex_old is not None else None, lex_reuse, fresh, tf_new, len(table.terms))
 
-    chunk_rows = [
-        {**c.to_dict(), "input_hash": h, "lexical_hash": lh, "title": titles[c.doc_id], "vid": int(v)}
-        for c, h, lh, v in zip(chunks, input_hashes, lexical_hashes, vids)
-    ]
-    doc_rows = [{**a.to_dict(), "hash": article_hash(a)} for a in articles]
+    chunk_rows = [{**r, "vid": v} for r, v in zip(rows, vids.tolist())]
+    old_docs = {d["id"]: d for d in old.documents} if old is not None and carried else {}
+    doc_rows = [old_docs[a.id] if a.id in carried and a.id in old_docs else {**a.to_dict(), "hash": article_hash(a)} for a in articles]
     old_doc_hash = {d["id"]: d.get("hash") for d in old.documents} if old is not None else {}
     new_ids = {d["id"] for d in doc_rows}
     added = sum(d["id"] not in old_doc_hash for d in doc_rows)
@@ -480,7 +499,7 @@ def _write(
         raise
     bank.absorb(cache, settings.model, embedder.fingerprint, set(input_hashes))
     cache.clear()
-    reused = len(chunks) - len(todo)
+    reused = n_chunks - len(todo)
     return IndexSummary(
         vectors=str(settings.vectors),
         articles_added=added,
@@ -490,7 +509,7 @@ def _write(
         chunks_embedded=len(todo) - from_cache - from_bank,
         chunks_reused=reused + from_cache + from_bank,
         chunks_removed=(len(old.chunks) - reused) if old is not None else 0,
-        chunks_total=len(chunks),
+        chunks_total=n_chunks,
         seconds=round(time.perf_counter() - started, 3),
         written=True,
         rebuilt=old is None,
@@ -569,6 +588,36 @@ def _vector_store(
         vectors[keep] = old.store.vectors(vids[keep])
     vectors[fresh] = fresh_vectors
     return new_store("faiss", dimension, kind, vectors, vids), vids, next_vid, False
+
+
+def _rows_maybe_containing(words: set[str], tf: Any, table: TermTable) -> np.ndarray | None:
+    """Per row of ``tf``: may its text contain one of ``words``?  A text holding a word holds
+    every Han bigram of it, which the count matrix records; None when some word has none."""
+    from .text import normalize, to_simplified
+
+    wanted: list[list[int]] = []
+    for word in words:
+        runs = _lexical._HAN_RUN.findall(to_simplified(normalize(word)))
+        grams = {"#" + run[i : i + 2] for run in runs for i in range(len(run) - 1)}
+        if not grams:
+            return None
+        wanted.append([table.ids[g] for g in grams if g in table.ids] if all(g in table.ids for g in grams) else [])
+    columns = sorted({c for cols in wanted for c in cols})
+    maybe = np.zeros(tf.shape[0], dtype=bool)
+    if not columns:
+        return maybe
+    sub = tf[:, columns].tocsc()
+    position = {c: j for j, c in enumerate(columns)}
+    for cols in wanted:
+        if cols:
+            has = np.ones(tf.shape[0], dtype=bool)
+            for c in cols:
+                column = np.zeros(tf.shape[0], dtype=bool)
+                j = position[c]
+                column[sub.indices[sub.indptr[j] : sub.indptr[j + 1]]] = True
+                has &= column
+            maybe |= has
+    return maybe
 
 
 def _doc_chunk_hashes(doc_rows: list[dict[str, Any]], chunk_rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -82,14 +82,13 @@ class IndexView:
         self._places: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
 
-    @functools.cached_property
+    @property
     def _df(self) -> np.ndarray:
-        tf = self._state.generation.tf
-        return np.bincount(tf.indices, minlength=tf.shape[1]) if tf.nnz else np.zeros(tf.shape[1], dtype=np.int64)
+        return self._state.bm25.df
 
     def idf(self, term: str) -> float:
         """BM25 idf of ``term`` over the chunks (a word the index never saw gets the highest)."""
-        n = self._state.generation.tf.shape[0]
+        n = self._state.bm25.n_docs
         row = self._state.term_ids.get(term)
         d = int(self._df[row]) if row is not None else 0
         return math.log1p((n - d + 0.5) / (d + 0.5))
@@ -153,7 +152,7 @@ class Searcher:
         stamp = manifest_stamp(vectors)
         for attempt in range(3):  # a concurrent indexer may remove the generation we are reading
             try:
-                gen = load_generation(vectors)
+                gen = load_generation(vectors, lazy=True)
                 break
             except SmeQaError:
                 if attempt == 2 or manifest_stamp(vectors) == stamp:
@@ -161,17 +160,25 @@ class Searcher:
                 stamp = manifest_stamp(vectors)
         lex = gen.lexical
         tokenizer = Tokenizer(lex["vocabulary"])
-        doc_index = {d["id"]: i for i, d in enumerate(gen.documents)}
-        rows = np.array([doc_index[c["doc_id"]] for c in gen.chunks], dtype=np.int64)
-        dates = np.array([d.get("date") or "" for d in gen.documents], dtype=object)
-        sources = np.array([d.get("source") or "" for d in gen.documents], dtype=object)
+        if gen.tables is not None:  # format 2: per-row ids without parsing the tables
+            doc_index = {d: i for i, d in enumerate(gen.tables["doc_ids"].tolist())}
+            rows = gen.tables["chunk_doc"]
+            dates = np.array(gen.tables["doc_dates"].tolist(), dtype=object)
+            sources = np.array(gen.tables["doc_sources"].tolist(), dtype=object)
+        else:
+            doc_index = {d["id"]: i for i, d in enumerate(gen.documents)}
+            rows = np.array([doc_index[c["doc_id"]] for c in gen.chunks], dtype=np.int64)
+            dates = np.array([d.get("date") or "" for d in gen.documents], dtype=object)
+            sources = np.array([d.get("source") or "" for d in gen.documents], dtype=object)
+        bm25 = BM25(gen.tf, lex["k1"], lex["b"])
+        gen.tf = None  # the BM25 weights hold what is needed of the counts (and df): keep one copy
         row_of_vid = np.full(int(gen.vids.max()) + 1 if len(gen.vids) else 0, -1, dtype=np.int64)
         row_of_vid[gen.vids] = np.arange(len(gen.vids))
         log.info("loaded %s: %d documents, %d chunks", vectors, len(gen.documents), len(gen.chunks))
         return _State(
             gen,
             stamp,
-            BM25(gen.tf, lex["k1"], lex["b"]),
+            bm25,
             tokenizer,
             {t: i for i, t in enumerate(lex["terms"])},
             doc_index,

@@ -8,6 +8,7 @@ Layout of a vectors directory::
         index.faiss          the vector store (FAISS: flat, IVF or HNSW under chunk ids ``vid``)
         chunks.jsonl         one chunk a line (its ``vid`` names its vector)
         documents.jsonl      one article a line (metadata and clean paragraphs)
+        rows.npz             line offsets and per-row ids of both tables (read without parsing them)
         lexical.npz          chunk × term counts (CSR) for BM25
         lexical.json         term list, tokenizer vocabulary and BM25 parameters
       .lock                  held (flock) by the one indexer allowed at a time
@@ -39,7 +40,7 @@ import re
 import shutil
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from .errors import (
     IndexMissingError,
     IndexWriteError,
 )
+from .tables import ROWS_FILE, LazyRows, read_row_arrays, row_arrays
 from .vector_store import VectorStore, new_store, open_store
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,8 @@ MANIFEST = "manifest.json"
 # (bench/bench_retrieval.py, bench/bench_scale.py).
 ANN_THRESHOLD = 200_000
 HNSW_THRESHOLD = ANN_THRESHOLD  # the name before IVF became the large-index default
-GENERATION_FILES = ("index.faiss", "chunks.jsonl", "documents.jsonl", "lexical.npz", "lexical.json")
+GENERATION_FILES = ("index.faiss", "chunks.jsonl", "documents.jsonl", "rows.npz", "lexical.npz", "lexical.json")
+_FORMAT_1_FILES = tuple(f for f in GENERATION_FILES if f != ROWS_FILE)
 _GENERATION_NAME = re.compile(r"g-[\w-]+")
 # What the readers use; a manifest or row without one of these is damaged, not merely old.
 _MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -198,11 +201,12 @@ class Generation:
 
     manifest: dict[str, Any]
     store: VectorStore
-    chunks: list[dict[str, Any]]
-    documents: list[dict[str, Any]]
+    chunks: Sequence[dict[str, Any]]  # a list, or LazyRows when loaded lazily
+    documents: Sequence[dict[str, Any]]
     tf: Any  # scipy.sparse.csr_matrix, chunks × terms
     lexical: dict[str, Any]
     vids: np.ndarray  # chunk row → its id in the vector store
+    tables: dict[str, np.ndarray] | None = None  # rows.npz (format 2)
 
     @property
     def index(self) -> RowVectors:
@@ -222,37 +226,76 @@ def chunk_vids(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> np.nda
     return np.fromiter((c["vid"] for c in chunks), dtype=np.int64, count=len(chunks))
 
 
-def load_generation(vectors: Path) -> Generation:
+def load_generation(vectors: Path, *, lazy: bool = False) -> Generation:
+    """The committed generation; ``lazy``: the chunk and document tables are memory-mapped and
+    parsed row by row when read (what a searcher wants), not parsed whole (what the indexer wants)."""
     import scipy.sparse as sp
 
     vectors = Path(vectors)
     manifest = read_manifest(vectors)
     gdir = vectors / manifest["generation"]
+    legacy = manifest.get("format") == 1
     current = None
+    tables = None
+    chunks: Sequence[dict[str, Any]]
+    documents: Sequence[dict[str, Any]]
     try:
-        for current in GENERATION_FILES:
+        for current in _FORMAT_1_FILES if legacy else GENERATION_FILES:
             if not (gdir / current).is_file():
                 raise damaged(vectors, f"{gdir.name}/{current} is missing")
         current = "index.faiss"
         described = manifest.get("vector_store")
         store = open_store(store_backend(manifest), gdir / current, described if isinstance(described, dict) else None)
-        current = "chunks.jsonl"
-        chunks = read_jsonl(gdir / current)
-        vids = chunk_vids(manifest, chunks)
-        current = "documents.jsonl"
-        documents = read_jsonl(gdir / current)
+        if not legacy:
+            current = ROWS_FILE
+            tables = read_row_arrays(gdir / current)
+        if tables is not None and lazy:
+            current = "chunks.jsonl"
+            chunks = LazyRows(gdir / current, tables["chunk_offsets"])
+            current = "documents.jsonl"
+            documents = LazyRows(gdir / current, tables["doc_offsets"])
+            vids = tables["vids"]
+        else:
+            current = "chunks.jsonl"
+            chunks = read_jsonl(gdir / current)
+            vids = chunk_vids(manifest, chunks)
+            current = "documents.jsonl"
+            documents = read_jsonl(gdir / current)
         current = "lexical.npz"
         tf = sp.load_npz(gdir / current).tocsr()
         current = "lexical.json"
         lexical = json.loads((gdir / current).read_text(encoding="utf-8"))
-        problem = _inconsistency(manifest, store, vids, chunks, documents, tf, lexical)
+        current = "chunks.jsonl"
+        problem = _table_inconsistency(gdir, tables, chunks, documents, vids) if tables is not None else None
+        problem = problem or _inconsistency(manifest, store, vids, chunks, documents, tf, lexical, rows=not isinstance(chunks, LazyRows))
     except IndexDamagedError:
         raise
     except _READ_ERRORS as exc:
         raise damaged(vectors, f"{gdir.name}/{current} is unreadable ({_short(exc)})") from None
     if problem:
         raise damaged(vectors, f"{gdir.name}: {problem}")
-    return Generation(manifest, store, chunks, documents, tf, lexical, vids)
+    return Generation(manifest, store, chunks, documents, tf, lexical, vids, tables)
+
+
+def _table_inconsistency(
+    gdir: Path, tables: dict[str, np.ndarray], chunks: Sequence[dict[str, Any]], documents: Sequence[dict[str, Any]], vids: np.ndarray
+) -> str | None:
+    """What makes rows.npz disagree with the two tables (sizes, counts, ids), or None."""
+    for name, rows, offsets in (("chunks.jsonl", chunks, tables["chunk_offsets"]), ("documents.jsonl", documents, tables["doc_offsets"])):
+        if len(offsets) != len(rows) + 1 or int(offsets[-1]) != (gdir / name).stat().st_size:
+            return f"{name} and {ROWS_FILE} disagree (size or number of rows)"
+    if len(tables["vids"]) != len(chunks) or not np.array_equal(tables["vids"], vids):
+        return f"chunks.jsonl and {ROWS_FILE} name different vector ids"
+    n_docs = len(documents)
+    if len(tables["chunk_doc"]) != len(chunks) or any(len(tables[k]) != n_docs for k in ("doc_ids", "doc_dates", "doc_sources")):
+        return f"{ROWS_FILE} has arrays of the wrong length"
+    if len(chunks) and not (tables["chunk_doc"].min() >= 0 and tables["chunk_doc"].max() < n_docs):
+        return f"{ROWS_FILE} names document rows that documents.jsonl does not hold"
+    for rows, keys in ((chunks, _CHUNK_KEYS), (documents, _DOCUMENT_KEYS)):
+        for j in {0, len(rows) - 1} if len(rows) else ():  # the first and the last row, parsed
+            if not (isinstance(rows[j], dict) and rows[j].keys() >= keys):
+                return "chunks.jsonl or documents.jsonl has rows without their fields"
+    return None
 
 
 def salvage_vectors(vectors: Path) -> tuple[str, str, dict[str, np.ndarray]] | None:
@@ -277,27 +320,30 @@ def _inconsistency(
     manifest: dict[str, Any],
     store: VectorStore,
     vids: np.ndarray,
-    chunks: list[dict[str, Any]],
-    documents: list[dict[str, Any]],
+    chunks: Sequence[dict[str, Any]],
+    documents: Sequence[dict[str, Any]],
     tf: Any,
     lexical: dict[str, Any],
+    *,
+    rows: bool = True,
 ) -> str | None:
-    """What makes the loaded files unusable together, or None."""
+    """What makes the loaded files unusable together, or None (``rows``: check every table row too)."""
     if store.dimension != manifest["dimension"]:
         return f"index.faiss has dimension {store.dimension}, the manifest says {manifest['dimension']}"
     if store.ntotal != len(chunks) or tf.shape[0] != len(chunks):
         return (
             f"index.faiss holds {store.ntotal} vectors, chunks.jsonl {len(chunks)} chunks and lexical.npz {tf.shape[0]} rows: they disagree"
         )
-    if not all(isinstance(c, dict) and c.keys() >= _CHUNK_KEYS for c in chunks):
-        return "chunks.jsonl has rows without the fields of a chunk"
     if manifest.get("format") != 1 and not np.array_equal(np.sort(vids), np.sort(store.ids())):
         return "chunks.jsonl and index.faiss name different vector ids"
-    if not all(isinstance(d, dict) and d.keys() >= _DOCUMENT_KEYS for d in documents):
-        return "documents.jsonl has rows without the fields of an article"
-    ids = {d["id"] for d in documents}
-    if not all(c["doc_id"] in ids for c in chunks):
-        return "chunks.jsonl names articles that documents.jsonl does not hold"
+    if rows:
+        if not all(isinstance(c, dict) and c.keys() >= _CHUNK_KEYS for c in chunks):
+            return "chunks.jsonl has rows without the fields of a chunk"
+        if not all(isinstance(d, dict) and d.keys() >= _DOCUMENT_KEYS for d in documents):
+            return "documents.jsonl has rows without the fields of an article"
+        ids = {d["id"] for d in documents}
+        if not all(c["doc_id"] in ids for c in chunks):
+            return "chunks.jsonl names articles that documents.jsonl does not hold"
     if not isinstance(lexical, dict) or not all(isinstance(lexical.get(k), t) for k, t in _LEXICAL_KEYS.items()):
         return "lexical.json lacks the term list, vocabulary or BM25 parameters"
     if tf.shape[1] != len(lexical["terms"]):
@@ -368,6 +414,7 @@ def estimate_bytes(store: VectorStore, chunks: list[dict[str, Any]], documents: 
             per_row = sum(len(json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode()) + 1 for r in sample)
             size += per_row * len(rows) // len(sample)
     size += tf.data.nbytes + tf.indices.nbytes + tf.indptr.nbytes
+    size += 32 * len(chunks) + 200 * len(documents)  # rows.npz
     return int((size + extra) * 1.02) + 64 * 1024  # headers, zip directories, file-system blocks
 
 
@@ -422,6 +469,8 @@ def write_generation(
         write_jsonl(path, chunks)
         path = gdir / "documents.jsonl"
         write_jsonl(path, documents)
+        path = gdir / ROWS_FILE
+        np.savez(path, allow_pickle=False, **row_arrays(chunks, documents, gdir / "chunks.jsonl", gdir / "documents.jsonl"))
         path = gdir / "lexical.npz"
         sp.save_npz(path, tf.tocsr(), compressed=False)
         path = gdir / "lexical.json"
