@@ -264,7 +264,7 @@ def _update(
     for src in scanned:
         prev = old_sources.get(src.rel)
         stamp: dict[str, Any] = {"size": src.size, "mtime_ns": src.mtime_ns}
-        got = None if reread else _reuse(src, prev, old_docs)
+        got = None if reread else _reuse(src, prev, old_docs, light=not retokenise)
         if got is None:
             changed_any = True
             try:
@@ -327,14 +327,23 @@ def _update(
     )
 
 
-def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dict[str, Any]]) -> list[Article] | None:
-    """The previously indexed articles of ``src`` if the file is unchanged, else None."""
+def _reuse(
+    src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dict[str, Any]], *, light: bool = False
+) -> list[Article] | None:
+    """The previously indexed articles of ``src`` if the file is unchanged, else None.
+
+    ``light``: only their ids and titles (their chunk rows and document rows are carried
+    over as they are; building every paragraph again costs seconds at 100k articles)."""
     if prev is None or any(d not in old_docs for d in prev["docs"]):
         return None
     same = prev["size"] == src.size and prev["mtime_ns"] == src.mtime_ns
     if not same and prev["size"] == src.size:
         same = _file_sha1(src.real) == prev["sha1"]
-    return [Article.from_dict(old_docs[i]) for i in prev["docs"]] if same else None
+    if not same:
+        return None
+    if light:
+        return [Article(id=i, title=old_docs[i]["title"], paragraphs=(), location=str(src.path)) for i in prev["docs"]]
+    return [Article.from_dict(old_docs[i]) for i in prev["docs"]]
 
 
 def _write(
@@ -355,6 +364,8 @@ def _write(
 ) -> IndexSummary:
     """``carried``: ids of articles taken unchanged from ``old``, whose chunk rows are kept as
     they are (not chunked and hashed again: at a million chunks that is most of the work)."""
+    # the old generation's tables and term counts stay valid below even when its vectors do not
+    previous = old
     old_rows_of: dict[str, list[dict[str, Any]]] = {}
     if old is not None and carried:
         for c in old.chunks:
@@ -437,7 +448,7 @@ def _write(
 
     # -- lexical: counts reused for unchanged inputs unless a new vocabulary word occurs in them
     # (or the tokenizer changed: then every chunk is counted afresh, with a fresh vocabulary)
-    lex_old = old if old is not None and not retokenise else None
+    lex_old = previous if previous is not None and not retokenise else None
     vocab_old: set[str] = set(lex_old.lexical["vocabulary"]) if lex_old is not None else set()
     # an unchanged article's quoted terms are in the old vocabulary already
     vocabulary = vocab_old | corpus_vocabulary(a.title + "\n" + a.text for a in articles if lex_old is None or a.id not in carried)
@@ -463,7 +474,7 @@ def _write(
     tf = _assemble_tf(lex_old.tf if lex_old is not None else None, lex_reuse, fresh, tf_new, len(table.terms))
 
     chunk_rows = [{**r, "vid": v} for r, v in zip(rows, vids.tolist())]
-    old_docs = {d["id"]: d for d in old.documents} if old is not None and carried else {}
+    old_docs = {d["id"]: d for d in previous.documents} if previous is not None and carried else {}
     doc_rows = [old_docs[a.id] if a.id in carried and a.id in old_docs else {**a.to_dict(), "hash": article_hash(a)} for a in articles]
     old_doc_hash = {d["id"]: d.get("hash") for d in old.documents} if old is not None else {}
     new_ids = {d["id"] for d in doc_rows}

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from .errors import (
     IndexDamagedError,
@@ -132,15 +133,16 @@ def all_vectors(rows: RowVectors | VectorStore) -> np.ndarray:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    # orjson: a million rows parse in seconds, not tens of seconds
+    with path.open("rb") as fh:
+        return [orjson.loads(line) for line in fh if line.strip()]
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
-            fh.write("\n")
+    """One compact JSON object a line (UTF-8, no ASCII escapes)."""
+    with path.open("wb") as fh:
+        for lo in range(0, len(rows), 10_000):
+            fh.write(b"".join(orjson.dumps(row) + b"\n" for row in rows[lo : lo + 10_000]))
 
 
 def read_manifest(vectors: Path) -> dict[str, Any]:
@@ -149,7 +151,7 @@ def read_manifest(vectors: Path) -> dict[str, Any]:
     if not path.is_file():
         raise IndexMissingError(f"no index in {vectors}/: run `sme-qa index --vectors {vectors}` to build one")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = orjson.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise damaged(vectors, f"{MANIFEST} is unreadable ({_short(exc)})") from None
     if not isinstance(manifest, dict):
@@ -453,7 +455,7 @@ def write_generation(
     name = f"g-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     gdir = vectors / name
     manifest = {"format": FORMAT_VERSION, "generation": name, **manifest, "vector_store": store.describe()}
-    manifest_text = json.dumps(manifest, ensure_ascii=False, indent=1)
+    manifest_text = orjson.dumps(manifest, option=orjson.OPT_INDENT_2).decode("utf-8")
     lexical_text = json.dumps(lexical, ensure_ascii=False)
     needed = estimate_bytes(store, chunks, documents, tf, len(manifest_text.encode()) + len(lexical_text.encode()))
     with contextlib.suppress(OSError):

@@ -14,13 +14,13 @@ it shows (``LazyRows``), instead of a million JSON lines.
 
 from __future__ import annotations
 
-import json
 import mmap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
+import orjson
 
 __all__ = ["ROWS_FILE", "ROW_ARRAYS", "LazyRows", "line_offsets", "read_row_arrays", "row_arrays"]
 
@@ -54,7 +54,7 @@ class LazyRows(Sequence[dict[str, Any]]):
         j = int(i) + n if i < 0 else int(i)
         if not 0 <= j < n:
             raise IndexError(f"row {i} of {n}")
-        row: dict[str, Any] = json.loads(self._data[self.offsets[j] : self.offsets[j + 1]])
+        row: dict[str, Any] = orjson.loads(self._data[self.offsets[j] : self.offsets[j + 1]])
         return row
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
