@@ -52,6 +52,11 @@ def ivf_lists(n: int) -> int:
     return max(1, min(8192, int(2 * math.sqrt(max(n, 1))), n // 39))
 
 
+def ivf_probes(nlist: int) -> int:
+    """Lists probed per search for an IVF store of ``nlist`` lists."""
+    return int(min(nlist, max(IVF_MIN_PROBE, math.ceil(nlist * IVF_PROBE_FRACTION))))
+
+
 def _f32(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
@@ -94,7 +99,7 @@ class FaissStore:
             if n:
                 index.train(_f32(vectors))
             index.set_direct_map_type(faiss.DirectMap.Hashtable)
-            index.nprobe = max(min(nlist, IVF_MIN_PROBE), math.ceil(nlist * IVF_PROBE_FRACTION))
+            index.nprobe = ivf_probes(nlist)
         else:
             raise ValueError(f"unknown index type {kind!r}: use flat, hnsw, ivf or auto")
         store = cls(index, kind, trained_on=n if kind == "ivf" else 0)
@@ -110,6 +115,7 @@ class FaissStore:
             kind = "hnsw" if isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW) else "flat"
             return cls(index, kind)
         if isinstance(index, faiss.IndexIVF):
+            index.nprobe = ivf_probes(index.nlist)  # today's tuning, not the one it was written with
             hashed = index.direct_map.type == faiss.DirectMap.Hashtable
             return cls(index, "ivf", trained_on=int(description.get("trained_on", index.ntotal)), legacy=not hashed)
         kind = "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"

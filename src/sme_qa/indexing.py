@@ -569,12 +569,21 @@ def _vector_store(
     next_vid = int(old.manifest.get("next_vid", len(old.chunks))) if old is not None else 0
     vids = np.full(n, -1, dtype=np.int64)
     if old is not None:
-        claims: dict[str, list[int]] = {}
-        for row in range(len(old.chunks) - 1, -1, -1):  # popped from the end: first rows first
-            claims.setdefault(old.chunks[row]["input_hash"], []).append(int(old.vids[row]))
+        first: dict[str, int] = {}  # input hash → vid of its first old row
+        more: dict[str, list[int]] = {}  # … and of its later rows, in order
+        for c, v in zip(old.chunks, old.vids.tolist()):
+            h = c["input_hash"]
+            if h in first:
+                more.setdefault(h, []).append(v)
+            else:
+                first[h] = v
         for i, h in enumerate(input_hashes):
-            if reuse[i] is not None and claims.get(h):
-                vids[i] = claims[h].pop()
+            if reuse[i] is not None:
+                v = first.pop(h, None)
+                if v is None and more.get(h):
+                    v = more[h].pop(0)
+                if v is not None:
+                    vids[i] = v
     claimed = vids >= 0
     fresh = np.flatnonzero(~claimed)
     vids[fresh] = np.arange(next_vid, next_vid + len(fresh), dtype=np.int64)
