@@ -67,7 +67,6 @@ MANIFEST = "manifest.json"
 # delete): exact search costs ~16 ms at 100k and ~230 ms at 1M vectors on 2 cores
 # (bench/bench_retrieval.py, bench/bench_scale.py).
 ANN_THRESHOLD = 200_000
-HNSW_THRESHOLD = ANN_THRESHOLD  # the name before IVF became the large-index default
 GENERATION_FILES = ("index.faiss", "chunks.jsonl", "documents.jsonl", "rows.npz", "lexical.npz", "lexical.json")
 _FORMAT_1_FILES = tuple(f for f in GENERATION_FILES if f != ROWS_FILE)
 _GENERATION_NAME = re.compile(r"g-[\w-]+")
