@@ -249,3 +249,17 @@ def test_an_index_of_format_1_loads_and_the_next_index_upgrades_it(ivf_copy):
     upgraded = read_manifest(vectors)
     assert upgraded["format"] == 2 and upgraded["index_type"] == "ivf" and upgraded["updated_in_place"] is False
     assert _searcher(vectors).retrieve(_paragraph(10, 104), 1)[0].text == _paragraph(10, 104)
+
+
+def test_rows_that_may_hold_a_new_word_are_found_by_its_bigrams():
+    from sme_qa.indexing import _rows_maybe_containing
+    from sme_qa.lexical import TermTable, Tokenizer, count_matrix
+
+    texts = ["海创汇是一个创业平台。", "卡奥斯工业互联网平台。", "海创的汇报会议。", "平台经济"]
+    table = TermTable()
+    tf = count_matrix([Tokenizer().tokens(t) for t in texts], table)
+    # 海创汇's bigrams 海创 and 创汇 both occur only in the first text; the third has 海创 alone
+    assert _rows_maybe_containing({"海创汇"}, tf, table).tolist() == [True, False, False, False]
+    assert _rows_maybe_containing({"海创汇", "卡奥斯"}, tf, table).tolist() == [True, True, False, False]
+    assert not _rows_maybe_containing({"新词汇"}, tf, table).any()  # a bigram no text holds
+    assert _rows_maybe_containing({"A股"}, tf, table) is None  # no bigram: every row must be checked
