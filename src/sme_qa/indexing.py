@@ -36,6 +36,7 @@ from .progress import Progress
 from .records import Article
 from .settings import Settings
 from .store import (
+    FORMAT_VERSION,
     Generation,
     index_lock,
     load_generation,
@@ -253,6 +254,8 @@ def _update(
     seen: dict[str, str] = {}
     # another --index type: the vector store is built again from the stored vectors
     changed_any = old is None or old_pipeline != pipeline or old.manifest["config"].get("index_type") != index_type
+    # an index of an older format is rewritten in this one (reusing every vector), once
+    changed_any = changed_any or (old is not None and old.manifest.get("format") != FORMAT_VERSION)
     if old is not None and not changed_any:
         # other weights than the index's (an injected embedder, an upgraded or replaced model):
         # re-embed even if no file changed
