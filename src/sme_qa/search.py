@@ -27,11 +27,12 @@ from .errors import IndexMismatchError, QueryError, SmeQaError
 from .fusion import convex, dense_weight, minmax, rrf, signals
 from .records import Answer, Article, Hit, article_link
 from .settings import Settings
-from .store import Generation, load_generation, manifest_stamp, search_faiss
+from .store import Generation, load_generation, manifest_stamp
 
 if TYPE_CHECKING:
     from .embedding import Embedder
-    from .lexical import BM25, Tokenizer
+    from .lexical import LexicalIndex, Tokenizer
+    from .vector_store import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,24 @@ QUERY_CACHE_SIZE = 8192  # the lexical leg reads this much; the model truncates 
 
 @dataclass
 class _State:
+    """One generation as the searcher uses it: the two indexes it is handed, and row tables."""
+
     generation: Generation
     stamp: tuple[int, int] | None
-    bm25: BM25
+    bm25: LexicalIndex  # the lexical leg (BM25 today)
     tokenizer: Tokenizer
     term_ids: dict[str, int]
     doc_index: dict[str, int]
     chunk_doc_rows: np.ndarray  # chunk row → document row
     chunk_dates: np.ndarray  # ISO date strings ("" when unknown), per chunk
     chunk_sources: np.ndarray
+    row_of_vid: np.ndarray  # vector-store id → chunk row (-1: none)
     view: IndexView | None = None  # made on first use by Searcher.view
+
+    @property
+    def dense(self) -> VectorStore:
+        """The dense leg: the generation's vector store (FAISS today)."""
+        return self.generation.store
 
 
 class IndexView:
@@ -73,14 +82,13 @@ class IndexView:
         self._places: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
 
-    @functools.cached_property
+    @property
     def _df(self) -> np.ndarray:
-        tf = self._state.generation.tf
-        return np.bincount(tf.indices, minlength=tf.shape[1]) if tf.nnz else np.zeros(tf.shape[1], dtype=np.int64)
+        return self._state.bm25.df
 
     def idf(self, term: str) -> float:
         """BM25 idf of ``term`` over the chunks (a word the index never saw gets the highest)."""
-        n = self._state.generation.tf.shape[0]
+        n = self._state.bm25.n_docs
         row = self._state.term_ids.get(term)
         d = int(self._df[row]) if row is not None else 0
         return math.log1p((n - d + 0.5) / (d + 0.5))
@@ -144,7 +152,7 @@ class Searcher:
         stamp = manifest_stamp(vectors)
         for attempt in range(3):  # a concurrent indexer may remove the generation we are reading
             try:
-                gen = load_generation(vectors)
+                gen = load_generation(vectors, lazy=True)
                 break
             except SmeQaError:
                 if attempt == 2 or manifest_stamp(vectors) == stamp:
@@ -152,21 +160,32 @@ class Searcher:
                 stamp = manifest_stamp(vectors)
         lex = gen.lexical
         tokenizer = Tokenizer(lex["vocabulary"])
-        doc_index = {d["id"]: i for i, d in enumerate(gen.documents)}
-        rows = np.array([doc_index[c["doc_id"]] for c in gen.chunks], dtype=np.int64)
-        dates = np.array([d.get("date") or "" for d in gen.documents], dtype=object)
-        sources = np.array([d.get("source") or "" for d in gen.documents], dtype=object)
+        if gen.tables is not None:  # format 2: per-row ids without parsing the tables
+            doc_index = {d: i for i, d in enumerate(gen.tables["doc_ids"].tolist())}
+            rows = gen.tables["chunk_doc"]
+            dates = np.array(gen.tables["doc_dates"].tolist(), dtype=object)
+            sources = np.array(gen.tables["doc_sources"].tolist(), dtype=object)
+        else:
+            doc_index = {d["id"]: i for i, d in enumerate(gen.documents)}
+            rows = np.array([doc_index[c["doc_id"]] for c in gen.chunks], dtype=np.int64)
+            dates = np.array([d.get("date") or "" for d in gen.documents], dtype=object)
+            sources = np.array([d.get("source") or "" for d in gen.documents], dtype=object)
+        bm25 = BM25(gen.tf, lex["k1"], lex["b"])
+        gen.tf = None  # the BM25 weights hold what is needed of the counts (and df): keep one copy
+        row_of_vid = np.full(int(gen.vids.max()) + 1 if len(gen.vids) else 0, -1, dtype=np.int64)
+        row_of_vid[gen.vids] = np.arange(len(gen.vids))
         log.info("loaded %s: %d documents, %d chunks", vectors, len(gen.documents), len(gen.chunks))
         return _State(
             gen,
             stamp,
-            BM25(gen.tf, lex["k1"], lex["b"]),
+            bm25,
             tokenizer,
             {t: i for i, t in enumerate(lex["terms"])},
             doc_index,
             rows,
             dates[rows],
             sources[rows],
+            row_of_vid,
         )
 
     def refresh(self) -> bool:
@@ -321,15 +340,11 @@ class Searcher:
         return hits
 
     def _dense(self, state: _State, question: str, depth: int, mask: np.ndarray | None) -> tuple[list[int], list[float]]:
-        index = state.generation.index
+        """The dense leg's best ``depth`` (rows, scores); a filter is applied inside the search."""
         query = self._embed_queries(state, [question])
-        fetch = depth if mask is None else min(index.ntotal, depth * 10)
-        scores, rows = search_faiss(index, query, fetch)
-        pairs = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0 and (mask is None or mask[r])]
-        if mask is not None and len(pairs) < depth and fetch < index.ntotal:
-            scores, rows = search_faiss(index, query, index.ntotal)
-            pairs = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0 and mask[r]]
-        pairs = pairs[:depth]
+        allowed = None if mask is None else state.generation.vids[mask]
+        scores, ids = state.dense.search(query, depth, allowed)
+        pairs = [(int(state.row_of_vid[i]), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
         return [r for r, _ in pairs], [s for _, s in pairs]
 
     def _hit(self, state: _State, row: int, score: float, rank: int, ranks: dict[str, int], score_of: dict[str, dict[int, float]]) -> Hit:

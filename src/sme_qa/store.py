@@ -5,9 +5,10 @@ Layout of a vectors directory::
     vectors/
       manifest.json          the commit point: names the live generation, model, counts, hashes
       g-<stamp>/             one generation, never modified after it is written
-        index.faiss          FAISS inner-product index over L2-normalised vectors
-        chunks.jsonl         one chunk a line, in FAISS row order
+        index.faiss          the vector store (FAISS: flat, IVF or HNSW under chunk ids ``vid``)
+        chunks.jsonl         one chunk a line (its ``vid`` names its vector)
         documents.jsonl      one article a line (metadata and clean paragraphs)
+        rows.npz             line offsets and per-row ids of both tables (read without parsing them)
         lexical.npz          chunk × term counts (CSR) for BM25
         lexical.json         term list, tokenizer vocabulary and BM25 parameters
       .lock                  held (flock) by the one indexer allowed at a time
@@ -20,6 +21,11 @@ disk, no permission) removes the partial generation at once.  No pickle anywhere
 A reader checks every file of the generation against the manifest and the others; any
 missing, truncated or inconsistent file is an ``IndexDamagedError`` naming the index and
 the command that rebuilds it.
+
+Format 2 (this version) stores vectors under stable chunk ids (``vid``), so an update
+adds and removes rows of the vector store in place (:mod:`sme_qa.vector_store`); an
+index of format 1 (row i is vector i) is still read, and the next ``sme-qa index``
+writes it again as format 2.
 """
 
 from __future__ import annotations
@@ -34,12 +40,13 @@ import re
 import shutil
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from .errors import (
     IndexDamagedError,
@@ -48,15 +55,20 @@ from .errors import (
     IndexMissingError,
     IndexWriteError,
 )
+from .tables import ROWS_FILE, LazyRows, read_row_arrays, row_arrays
+from .vector_store import VectorStore, new_store, open_store
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
-# Above this many vectors an HNSW index is chosen automatically: exact search costs
-# ~16 ms at 100k and ~230 ms at 1M vectors on 2 cores (see bench/bench_retrieval.py).
-HNSW_THRESHOLD = 200_000
-GENERATION_FILES = ("index.faiss", "chunks.jsonl", "documents.jsonl", "lexical.npz", "lexical.json")
+# Above this many vectors ``--index auto`` chooses IVF (updated in place; HNSW cannot
+# delete): exact search costs ~16 ms at 100k and ~230 ms at 1M vectors on 2 cores
+# (bench/bench_retrieval.py, bench/bench_scale.py).
+ANN_THRESHOLD = 200_000
+GENERATION_FILES = ("index.faiss", "chunks.jsonl", "documents.jsonl", "rows.npz", "lexical.npz", "lexical.json")
+_FORMAT_1_FILES = tuple(f for f in GENERATION_FILES if f != ROWS_FILE)
 _GENERATION_NAME = re.compile(r"g-[\w-]+")
 # What the readers use; a manifest or row without one of these is damaged, not merely old.
 _MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -75,83 +87,61 @@ _LEXICAL_KEYS: dict[str, type | tuple[type, ...]] = {"terms": list, "vocabulary"
 _READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError, zipfile.BadZipFile)
 
 
-def _faiss() -> Any:
-    import faiss
-
-    return faiss
-
-
 # ---------------------------------------------------------------- vector index
 
 
-def build_faiss(vectors: np.ndarray, kind: str = "auto") -> Any:
-    """An inner-product FAISS index over ``vectors`` (rows must be L2-normalised)."""
-    faiss = _faiss()
-    n, dim = vectors.shape if vectors.ndim == 2 else (0, 0)
+def resolve_kind(kind: str, n: int) -> str:
+    """The index type ``kind`` ("auto", "flat", "ivf", "hnsw") means for ``n`` vectors."""
     if kind == "auto":
-        kind = "hnsw" if n >= HNSW_THRESHOLD else "flat"
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 128
-    elif kind == "ivf":
-        # ~4·√n lists, but at least 39 training points per list (FAISS's minimum): a small
-        # index gets one list (exact search) instead of a failed or lossy clustering.
-        nlist = max(1, min(4096, int(4 * np.sqrt(max(n, 1))), n // 39))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        if n:
-            index.train(np.ascontiguousarray(vectors, dtype=np.float32))
-        index.nprobe = max(1, nlist // 16)
-        index.make_direct_map()
-    else:
+        return "ivf" if n >= ANN_THRESHOLD else "flat"
+    if kind not in ("flat", "ivf", "hnsw"):
         raise ValueError(f"unknown index type {kind!r}: use flat, hnsw, ivf or auto")
-    if n:
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
+    return kind
 
 
-def index_kind(index: Any) -> str:
-    faiss = _faiss()
-    if isinstance(index, faiss.IndexHNSW):
-        return "hnsw"
-    if isinstance(index, faiss.IndexIVF):
-        return "ivf"
-    return "flat"
+def build_faiss(vectors: np.ndarray, kind: str = "auto", ids: np.ndarray | None = None) -> VectorStore:
+    """A FAISS vector store over ``vectors`` (rows L2-normalised) under ``ids`` (default: row numbers)."""
+    n, dim = vectors.shape if vectors.ndim == 2 else (0, 0)
+    ids = np.arange(n, dtype=np.int64) if ids is None else ids
+    return new_store("faiss", dim, resolve_kind(kind, n), vectors, ids)
 
 
-def search_faiss(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, row ids) per query; k clamped to the index size, ``-1`` rows dropped by callers."""
-    k = min(k, index.ntotal)
-    if k <= 0:
-        empty = np.empty((len(queries), 0))
-        return empty.astype(np.float32), empty.astype(np.int64)
-    scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    return np.asarray(scores), np.asarray(rows)
+class RowVectors:
+    """A generation's vectors in chunk-row order (what ``all_vectors`` reads)."""
+
+    def __init__(self, store: VectorStore, vids: np.ndarray) -> None:
+        self.store, self.vids = store, vids
+
+    @property
+    def ntotal(self) -> int:
+        return self.store.ntotal
+
+    @property
+    def d(self) -> int:
+        return self.store.dimension
 
 
-def all_vectors(index: Any) -> np.ndarray:
-    """Every stored vector, bit-identical, in row order (for reuse on re-indexing)."""
-    if index.ntotal == 0:
-        return np.zeros((0, index.d), dtype=np.float32)
-    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+def all_vectors(rows: RowVectors | VectorStore) -> np.ndarray:
+    """Every stored vector, bit-identical, in chunk-row order (for reuse on re-indexing)."""
+    if isinstance(rows, RowVectors):
+        return rows.store.vectors(rows.vids)
+    return rows.vectors(np.sort(rows.ids()))
 
 
 # ---------------------------------------------------------------- files
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    # orjson: a million rows parse in seconds, not tens of seconds
+    with path.open("rb") as fh:
+        return [orjson.loads(line) for line in fh if line.strip()]
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
-            fh.write("\n")
+    """One compact JSON object a line (UTF-8, no ASCII escapes)."""
+    with path.open("wb") as fh:
+        for lo in range(0, len(rows), 10_000):
+            fh.write(b"".join(orjson.dumps(row) + b"\n" for row in rows[lo : lo + 10_000]))
 
 
 def read_manifest(vectors: Path) -> dict[str, Any]:
@@ -160,16 +150,16 @@ def read_manifest(vectors: Path) -> dict[str, Any]:
     if not path.is_file():
         raise IndexMissingError(f"no index in {vectors}/: run `sme-qa index --vectors {vectors}` to build one")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = orjson.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise damaged(vectors, f"{MANIFEST} is unreadable ({_short(exc)})") from None
     if not isinstance(manifest, dict):
         raise damaged(vectors, f"{MANIFEST} is not a JSON object")
     version = manifest.get("format")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         newer = isinstance(version, int) and version > FORMAT_VERSION
         raise IndexMismatchError(
-            f"{path} has index format {version}, this sme-qa reads format {FORMAT_VERSION}: "
+            f"{path} has index format {version}, this sme-qa reads formats {', '.join(map(str, READABLE_FORMATS))}: "
             + ("upgrade sme-qa" if newer else f"run `sme-qa index --rebuild --vectors {vectors}`")
         )
     for key, kind in _MANIFEST_KEYS.items():
@@ -211,42 +201,102 @@ class Generation:
     """Everything one committed index holds, loaded into memory."""
 
     manifest: dict[str, Any]
-    index: Any  # faiss.Index
-    chunks: list[dict[str, Any]]
-    documents: list[dict[str, Any]]
+    store: VectorStore
+    chunks: Sequence[dict[str, Any]]  # a list, or LazyRows when loaded lazily
+    documents: Sequence[dict[str, Any]]
     tf: Any  # scipy.sparse.csr_matrix, chunks × terms
     lexical: dict[str, Any]
+    vids: np.ndarray  # chunk row → its id in the vector store
+    tables: dict[str, np.ndarray] | None = None  # rows.npz (format 2)
+
+    @property
+    def index(self) -> RowVectors:
+        """The vectors in chunk-row order (``.ntotal``, ``.d``; ``all_vectors`` reads them)."""
+        return RowVectors(self.store, self.vids)
 
 
-def load_generation(vectors: Path) -> Generation:
+def store_backend(manifest: dict[str, Any]) -> str:
+    described = manifest.get("vector_store")
+    return str(described.get("backend", "faiss")) if isinstance(described, dict) else "faiss"
+
+
+def chunk_vids(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> np.ndarray:
+    """Each chunk row's vector id: its ``vid`` (format 2) or its row number (format 1)."""
+    if manifest.get("format") == 1:
+        return np.arange(len(chunks), dtype=np.int64)
+    return np.fromiter((c["vid"] for c in chunks), dtype=np.int64, count=len(chunks))
+
+
+def load_generation(vectors: Path, *, lazy: bool = False) -> Generation:
+    """The committed generation; ``lazy``: the chunk and document tables are memory-mapped and
+    parsed row by row when read (what a searcher wants), not parsed whole (what the indexer wants)."""
     import scipy.sparse as sp
 
     vectors = Path(vectors)
     manifest = read_manifest(vectors)
     gdir = vectors / manifest["generation"]
+    legacy = manifest.get("format") == 1
     current = None
+    tables = None
+    chunks: Sequence[dict[str, Any]]
+    documents: Sequence[dict[str, Any]]
     try:
-        for current in GENERATION_FILES:
+        for current in _FORMAT_1_FILES if legacy else GENERATION_FILES:
             if not (gdir / current).is_file():
                 raise damaged(vectors, f"{gdir.name}/{current} is missing")
         current = "index.faiss"
-        index = _faiss().read_index(str(gdir / current))
-        current = "chunks.jsonl"
-        chunks = read_jsonl(gdir / current)
-        current = "documents.jsonl"
-        documents = read_jsonl(gdir / current)
+        described = manifest.get("vector_store")
+        store = open_store(store_backend(manifest), gdir / current, described if isinstance(described, dict) else None)
+        if not legacy:
+            current = ROWS_FILE
+            tables = read_row_arrays(gdir / current)
+        if tables is not None and lazy:
+            current = "chunks.jsonl"
+            chunks = LazyRows(gdir / current, tables["chunk_offsets"])
+            current = "documents.jsonl"
+            documents = LazyRows(gdir / current, tables["doc_offsets"])
+            vids = tables["vids"]
+        else:
+            current = "chunks.jsonl"
+            chunks = read_jsonl(gdir / current)
+            vids = chunk_vids(manifest, chunks)
+            current = "documents.jsonl"
+            documents = read_jsonl(gdir / current)
         current = "lexical.npz"
         tf = sp.load_npz(gdir / current).tocsr()
         current = "lexical.json"
         lexical = json.loads((gdir / current).read_text(encoding="utf-8"))
-        problem = _inconsistency(manifest, index, chunks, documents, tf, lexical)
+        current = "chunks.jsonl"
+        problem = _table_inconsistency(gdir, tables, chunks, documents, vids) if tables is not None else None
+        problem = problem or _inconsistency(manifest, store, vids, chunks, documents, tf, lexical, rows=not isinstance(chunks, LazyRows))
     except IndexDamagedError:
         raise
     except _READ_ERRORS as exc:
         raise damaged(vectors, f"{gdir.name}/{current} is unreadable ({_short(exc)})") from None
     if problem:
         raise damaged(vectors, f"{gdir.name}: {problem}")
-    return Generation(manifest, index, chunks, documents, tf, lexical)
+    return Generation(manifest, store, chunks, documents, tf, lexical, vids, tables)
+
+
+def _table_inconsistency(
+    gdir: Path, tables: dict[str, np.ndarray], chunks: Sequence[dict[str, Any]], documents: Sequence[dict[str, Any]], vids: np.ndarray
+) -> str | None:
+    """What makes rows.npz disagree with the two tables (sizes, counts, ids), or None."""
+    for name, rows, offsets in (("chunks.jsonl", chunks, tables["chunk_offsets"]), ("documents.jsonl", documents, tables["doc_offsets"])):
+        if len(offsets) != len(rows) + 1 or int(offsets[-1]) != (gdir / name).stat().st_size:
+            return f"{name} and {ROWS_FILE} disagree (size or number of rows)"
+    if len(tables["vids"]) != len(chunks) or not np.array_equal(tables["vids"], vids):
+        return f"chunks.jsonl and {ROWS_FILE} name different vector ids"
+    n_docs = len(documents)
+    if len(tables["chunk_doc"]) != len(chunks) or any(len(tables[k]) != n_docs for k in ("doc_ids", "doc_dates", "doc_sources")):
+        return f"{ROWS_FILE} has arrays of the wrong length"
+    if len(chunks) and not (tables["chunk_doc"].min() >= 0 and tables["chunk_doc"].max() < n_docs):
+        return f"{ROWS_FILE} names document rows that documents.jsonl does not hold"
+    for rows, keys in ((chunks, _CHUNK_KEYS), (documents, _DOCUMENT_KEYS)):
+        for j in {0, len(rows) - 1} if len(rows) else ():  # the first and the last row, parsed
+            if not (isinstance(rows[j], dict) and rows[j].keys() >= keys):
+                return "chunks.jsonl or documents.jsonl has rows without their fields"
+    return None
 
 
 def salvage_vectors(vectors: Path) -> tuple[str, str, dict[str, np.ndarray]] | None:
@@ -257,33 +307,44 @@ def salvage_vectors(vectors: Path) -> tuple[str, str, dict[str, np.ndarray]] | N
         name, model, fingerprint = manifest["generation"], manifest["config"]["model"], manifest["fingerprint"]
         if not (isinstance(name, str) and _GENERATION_NAME.fullmatch(name) and isinstance(fingerprint, str)):
             return None
-        index = _faiss().read_index(str(Path(vectors) / name / "index.faiss"))
+        store = open_store(store_backend(manifest), Path(vectors) / name / "index.faiss", manifest.get("vector_store"))
         chunks = read_jsonl(Path(vectors) / name / "chunks.jsonl")
-        if index.ntotal != len(chunks) or index.d != manifest.get("dimension"):
+        if store.ntotal != len(chunks) or store.dimension != manifest.get("dimension"):
             return None
-        rows = all_vectors(index)
+        rows = store.vectors(chunk_vids(manifest, chunks))
         return model, fingerprint, {c["input_hash"]: v for c, v in zip(chunks, rows)}
     except _READ_ERRORS:
         return None
 
 
 def _inconsistency(
-    manifest: dict[str, Any], index: Any, chunks: list[dict[str, Any]], documents: list[dict[str, Any]], tf: Any, lexical: dict[str, Any]
+    manifest: dict[str, Any],
+    store: VectorStore,
+    vids: np.ndarray,
+    chunks: Sequence[dict[str, Any]],
+    documents: Sequence[dict[str, Any]],
+    tf: Any,
+    lexical: dict[str, Any],
+    *,
+    rows: bool = True,
 ) -> str | None:
-    """What makes the loaded files unusable together, or None."""
-    if index.d != manifest["dimension"]:
-        return f"index.faiss has dimension {index.d}, the manifest says {manifest['dimension']}"
-    if index.ntotal != len(chunks) or tf.shape[0] != len(chunks):
+    """What makes the loaded files unusable together, or None (``rows``: check every table row too)."""
+    if store.dimension != manifest["dimension"]:
+        return f"index.faiss has dimension {store.dimension}, the manifest says {manifest['dimension']}"
+    if store.ntotal != len(chunks) or tf.shape[0] != len(chunks):
         return (
-            f"index.faiss holds {index.ntotal} vectors, chunks.jsonl {len(chunks)} chunks and lexical.npz {tf.shape[0]} rows: they disagree"
+            f"index.faiss holds {store.ntotal} vectors, chunks.jsonl {len(chunks)} chunks and lexical.npz {tf.shape[0]} rows: they disagree"
         )
-    if not all(isinstance(c, dict) and c.keys() >= _CHUNK_KEYS for c in chunks):
-        return "chunks.jsonl has rows without the fields of a chunk"
-    if not all(isinstance(d, dict) and d.keys() >= _DOCUMENT_KEYS for d in documents):
-        return "documents.jsonl has rows without the fields of an article"
-    ids = {d["id"] for d in documents}
-    if not all(c["doc_id"] in ids for c in chunks):
-        return "chunks.jsonl names articles that documents.jsonl does not hold"
+    if manifest.get("format") != 1 and not np.array_equal(np.sort(vids), np.sort(store.ids())):
+        return "chunks.jsonl and index.faiss name different vector ids"
+    if rows:
+        if not all(isinstance(c, dict) and c.keys() >= _CHUNK_KEYS for c in chunks):
+            return "chunks.jsonl has rows without the fields of a chunk"
+        if not all(isinstance(d, dict) and d.keys() >= _DOCUMENT_KEYS for d in documents):
+            return "documents.jsonl has rows without the fields of an article"
+        ids = {d["id"] for d in documents}
+        if not all(c["doc_id"] in ids for c in chunks):
+            return "chunks.jsonl names articles that documents.jsonl does not hold"
     if not isinstance(lexical, dict) or not all(isinstance(lexical.get(k), t) for k, t in _LEXICAL_KEYS.items()):
         return "lexical.json lacks the term list, vocabulary or BM25 parameters"
     if tf.shape[1] != len(lexical["terms"]):
@@ -343,29 +404,24 @@ def write_error(exc: OSError, vectors: Path, path: Path | str, needed: int | Non
     return IndexWriteError(f"cannot write {path}: {exc.strerror or _short(exc)}; {again}")
 
 
-def estimate_bytes(index: Any, chunks: list[dict[str, Any]], documents: list[dict[str, Any]], tf: Any, extra: int = 0) -> int:
+def estimate_bytes(store: VectorStore, chunks: list[dict[str, Any]], documents: list[dict[str, Any]], tf: Any, extra: int = 0) -> int:
     """About how many bytes a generation of these parts takes on disk (a little more than it does)."""
-    n, d = index.ntotal, index.d
-    kind = index_kind(index)
-    size = 4 * n * d + (n * (2 * 32 * 4 + 32) if kind == "hnsw" else 8 * n if kind == "ivf" else 0)
+    n, d = store.ntotal, store.dimension
+    kind = store.kind
+    size = 8 * n + (n * (4 * d + 2 * 32 * 4 + 32) if kind == "hnsw" else n * 2 * d + 8 * n if kind == "ivf" else 4 * n * d)
     for rows in (chunks, documents):
         sample = rows[:: max(1, len(rows) // 500)]
         if sample:
             per_row = sum(len(json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode()) + 1 for r in sample)
             size += per_row * len(rows) // len(sample)
     size += tf.data.nbytes + tf.indices.nbytes + tf.indptr.nbytes
+    size += 32 * len(chunks) + 200 * len(documents)  # rows.npz
     return int((size + extra) * 1.02) + 64 * 1024  # headers, zip directories, file-system blocks
 
 
-def write_faiss(index: Any, path: Path) -> None:
-    """``faiss.write_index`` through a Python file, so a full disk is an OSError with its errno."""
-    faiss = _faiss()
-    with open(path, "wb") as fh:
-        writer = faiss.PyCallbackIOWriter(fh.write)
-        try:
-            faiss.write_index(index, writer)
-        finally:
-            del writer
+def write_faiss(store: VectorStore, path: Path) -> None:
+    """Write the vector store's file (a failed write is an OSError with its errno)."""
+    store.save(path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -379,7 +435,7 @@ def _fsync_dir(path: Path) -> None:
 def write_generation(
     vectors: Path,
     manifest: dict[str, Any],
-    index: Any,
+    store: VectorStore,
     chunks: list[dict[str, Any]],
     documents: list[dict[str, Any]],
     tf: Any,
@@ -397,10 +453,10 @@ def write_generation(
     vectors = Path(vectors)
     name = f"g-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     gdir = vectors / name
-    manifest = {"format": FORMAT_VERSION, "generation": name, **manifest}
-    manifest_text = json.dumps(manifest, ensure_ascii=False, indent=1)
+    manifest = {"format": FORMAT_VERSION, "generation": name, **manifest, "vector_store": store.describe()}
+    manifest_text = orjson.dumps(manifest, option=orjson.OPT_INDENT_2).decode("utf-8")
     lexical_text = json.dumps(lexical, ensure_ascii=False)
-    needed = estimate_bytes(index, chunks, documents, tf, len(manifest_text.encode()) + len(lexical_text.encode()))
+    needed = estimate_bytes(store, chunks, documents, tf, len(manifest_text.encode()) + len(lexical_text.encode()))
     with contextlib.suppress(OSError):
         if shutil.disk_usage(vectors).free < needed:
             raise write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), vectors, gdir, needed)
@@ -409,11 +465,13 @@ def write_generation(
     try:
         gdir.mkdir(parents=True)
         path = gdir / "index.faiss"
-        write_faiss(index, path)
+        write_faiss(store, path)
         path = gdir / "chunks.jsonl"
         write_jsonl(path, chunks)
         path = gdir / "documents.jsonl"
         write_jsonl(path, documents)
+        path = gdir / ROWS_FILE
+        np.savez(path, allow_pickle=False, **row_arrays(chunks, documents, gdir / "chunks.jsonl", gdir / "documents.jsonl"))
         path = gdir / "lexical.npz"
         sp.save_npz(path, tf.tocsr(), compressed=False)
         path = gdir / "lexical.json"
