@@ -101,6 +101,13 @@ def test_who_said_it_asks_about_the_quoted_sentence():
     assert r.rule == "quote" and r.question == "“今年国家级‘小巨人’企业准备再培育3000家以上”是谁说的？"
 
 
+def test_who_said_it_skips_the_sentence_that_names_the_speaker():
+    answer = "**8997家**\n\n据《…》：「“我国已培育8997家专精特新‘小巨人’企业。”在近日举行的“2022全国专精特新中小企业发展大会”上，工信部部长金壮龙表示。」[1]"
+    history = chat("在2022全国专精特新中小企业发展大会上，我国已培育多少家专精特新“小巨人”企业？", answer)
+    got = resolve("是谁说的？", history)
+    assert "8997家" in got.question and "金壮龙" not in got.question
+
+
 def test_a_chain_of_follow_ups_keeps_its_subject():
     history = chat(
         "青岛目前有多少家专精特新“小巨人”企业？",

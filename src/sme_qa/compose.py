@@ -16,7 +16,7 @@ from .llm import DECLINE_EN, DECLINE_ZH
 from .question import DELIM, QUANTITY, Question, match_form
 from .reader import SHORT_SENTENCE, Candidate
 from .records import Citation, Hit, article_link
-from .text import normalize, to_simplified
+from .text import ATTRIBUTION, normalize, to_simplified
 
 MAX_QUOTES = 2
 MAX_NEAR_MISSES = 3
@@ -28,8 +28,6 @@ CONTENT_FREE_ZH = "这句话里没有可以查找的内容。请用文字提问�
 CONTENT_FREE_EN = "There is nothing to look up in this input. Ask in words, e.g.: How many little giant enterprises has China cultivated?"
 # Conflicting figures must come from sentences the reader rates at least this share of the best.
 CONFLICT_RATIO = 0.5
-# A sentence that only says who said the quote before it: 「……”，工信部部长金壮龙表示。」
-_ATTRIBUTION = re.compile(r"(?:表示|说|指出|介绍|称|透露|强调|认为|坦言|告诉记者|说道|谈到)[。！!.]?$")
 ATTRIBUTION_MAX = 80
 # A target or plan (再培育3000家以上, 到2025年要实现…) is another measure than a count reached so far.
 _PLANNED = re.compile(r"准备|计划|目标|力争|预计|将要|将会|到20\d\d年|再培育|要推动|要实现")
@@ -72,9 +70,9 @@ def with_attribution(c: Candidate, neighbours: Sequence[Candidate]) -> Quote:
         None,
     )
     text = c.hit.text
-    if after and c.quote.rstrip().endswith(("”", "」")) and len(after.quote) <= ATTRIBUTION_MAX and _ATTRIBUTION.search(after.quote):
+    if after and c.quote.rstrip().endswith(("”", "」")) and len(after.quote) <= ATTRIBUTION_MAX and ATTRIBUTION.search(after.quote):
         return Quote(c, c.start, after.end, text[c.start - c.hit.start : after.end - c.hit.start])
-    if before and before.quote.rstrip().endswith(("”", "」")) and _ATTRIBUTION.search(c.quote) and len(c.quote) <= ATTRIBUTION_MAX:
+    if before and before.quote.rstrip().endswith(("”", "」")) and ATTRIBUTION.search(c.quote) and len(c.quote) <= ATTRIBUTION_MAX:
         return Quote(c, before.start, c.end, text[before.start - c.hit.start : c.end - c.hit.start])
     return Quote(c, c.start, c.end, c.quote)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import QueryError
-from .text import has_han, split_sentences
+from .text import ATTRIBUTION, has_han, split_sentences
 
 __all__ = ["Resolution", "Turn", "check_history", "condense_messages", "resolve", "turns", "understood_note"]
 
@@ -395,6 +395,8 @@ def _resolve_zh(question: str, history: list[Turn]) -> Resolution:
     q = question.strip()
     if _ZH_WHO_SAID.match(q):
         said = [s for q in quotes(prev.answer) for s in split_sentences(q) if s.strip("“”‘’「」 ")]
+        # the quotation, not the sentence that names who said it (「……”，金壮龙表示。」)
+        said = [s for s in said if not ATTRIBUTION.search(s.strip("“”‘’「」 "))] or said
         if said:
             best = max(said, key=lambda s: _overlap(s, prev.question))
             return Resolution(f"“{_short(best)}”是谁说的？", True, "quote")

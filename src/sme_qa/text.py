@@ -92,3 +92,7 @@ def has_traditional(text: str) -> bool:
 
 def has_han(text: str) -> bool:
     return bool(_TRAD_PROBE.search(text))
+
+
+# A sentence that only says who said the quote before it: 「……”，工信部部长金壮龙表示。」
+ATTRIBUTION = re.compile(r"(?:表示|说|指出|介绍|称|透露|强调|认为|坦言|告诉记者|说道|谈到)[。！!.]?$")
