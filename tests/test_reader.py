@@ -208,3 +208,11 @@ def test_the_best_sentence_is_quoted_first(view):
     reading = read(q, [hit], view)
     quotes = choose(reading.candidates, 0.0)  # any second sentence is quoted too
     assert len(quotes) == 2 and quotes[0].candidate is reading.candidates[0] and "1141家" in quotes[0].text
+
+
+def test_a_span_inside_a_quoted_name_is_the_whole_name(view):
+    text = "在近日举行的“2022全国专精特新中小企业发展大会”上，工信部部长金壮龙表示。"
+    q = analyse_with(view, "工信部部长金壮龙在哪个大会上讲话？")
+    model = shipped_model()
+    span = best_span(q, text, view.words, model.span.predict, model.span_threshold)
+    assert span is not None and span.text == "2022全国专精特新中小企业发展大会"

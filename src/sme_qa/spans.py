@@ -217,8 +217,22 @@ def best_span(
     i = int(np.argmax(scores))
     if scores[i] < threshold:
         return None
-    s, e = spans[i]
+    s, e = _whole_name(sentence, *spans[i])
     return Span(sentence[s:e], s, e, float(scores[i]))
+
+
+# A quoted or titled name (“2022全国专精特新中小企业发展大会”, 《…》): a span inside one is widened
+# to all of it; a quotation with a comma or full stop in it is speech, not a name, and is left alone.
+_NAME_GROUP = re.compile(r"“([^“”，。！？；,]{2,40})”|《([^《》，。！？；,]{2,40})》|「([^「」，。！？；,]{2,40})」")
+
+
+def _whole_name(sentence: str, s: int, e: int) -> tuple[int, int]:
+    for m in _NAME_GROUP.finditer(sentence):
+        inner = next(i for i in (1, 2, 3) if m.group(i) is not None)
+        a, b = m.start(inner), m.end(inner)
+        if a <= s and e <= b and (a, b) != (s, e):
+            return a, b
+    return s, e
 
 
 def char_f1(prediction: str, gold: str) -> float:
