@@ -57,6 +57,23 @@ def _isolated_env(monkeypatch, model_cache):
     monkeypatch.setenv("SME_QA_CACHE", str(model_cache))
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium for one test module; missing, it skips (fails under SME_QA_REQUIRE_BROWSER=1)."""
+    from servers import BROWSER_ARGS, CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("SME_QA_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and SME_QA_REQUIRE_BROWSER=1")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); set SME_QA_REQUIRE_BROWSER=1 to fail instead")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
 @pytest.fixture(scope="session")
 def sample_index(tmp_path_factory) -> Path:
     """A vectors directory built from the five sample articles (read-only for tests)."""

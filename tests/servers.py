@@ -81,3 +81,16 @@ class ChildServer:
             self.proc.kill()
             self.code = self.proc.wait()
         self.stderr = self.proc.stderr.read() if self.proc.stderr else ""
+
+
+# Debian's Chromium, driven by Playwright (never `playwright install`).
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]

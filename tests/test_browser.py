@@ -6,7 +6,6 @@ is missing, unless SME_QA_REQUIRE_BROWSER=1 (then that is a failure).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -21,32 +20,8 @@ from servers import BackgroundServer
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "artifacts" / "screenshots"
 EVIL_QUESTION = "蓝鲸精密公司的数控系统累计装机量达到多少台？"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("SME_QA_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and SME_QA_REQUIRE_BROWSER=1")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); set SME_QA_REQUIRE_BROWSER=1 to fail instead")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 class Trap:

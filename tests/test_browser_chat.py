@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sme_qa.search import load
-from test_browser import ARGS, CHROMIUM, ROOT, SHOTS, Watch, ask
+from test_browser import ROOT, SHOTS, Watch, ask
 
 from evil_article import DOC, QUESTION
 from servers import BackgroundServer
@@ -31,22 +31,6 @@ PASTED_BODY = "青松重工公司宣布，其风电塔筒年产量达到5389台�
 PASTED_Q = "青松重工公司的风电塔筒年产量达到多少台？"
 # Words allowed to stay Latin on a Chinese page (the API is called that).
 LATIN_OK = {"API"}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        import os
-
-        if os.environ.get("SME_QA_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and SME_QA_REQUIRE_BROWSER=1")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); set SME_QA_REQUIRE_BROWSER=1 to fail instead")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
