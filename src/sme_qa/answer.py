@@ -6,7 +6,7 @@
 3. read them (``reader.py``): every sentence scored by the learned reader, and the
    probability that the best one answers; below the model's threshold, or when the question
    names a place, organisation or person no passage mentions, the question is declined;
-4. compose (``compose.py``): the short answer in bold (``spans.py``), then the quoted
+4. compose (``compose.py``): the short answer in bold (``spans.py``, ``span_model.py``), then the quoted
    sentence(s) with [n] markers; or, when articles give different figures for the same measure
    of the same subject, each figure with its source and date, newest first; or the refusal with
    near misses labelled as such;
@@ -22,12 +22,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import span_model
 from .compose import choose, compose_answer, compose_conflict, compose_decline, find_conflict
 from .errors import LLMError, QueryError
 from .question import Question, analyse_with, match_form
 from .reader import Reading, passage_sentences, read, shipped_model
 from .records import Answer, Citation, Hit, article_link
-from .spans import best_span
+from .spans import NO_SPAN_KINDS, short_answer
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ def evidence(
     q = analyse_with(view, asked)
     if q.content_free or not q.text:
         return Evidence(view, asked, replace(q, content_free=True), (), Reading((), 0.0, False), (), 0.0)
+    if q.kind not in NO_SPAN_KINDS:
+        span_model.preload()  # the short answer's model loads while retrieval runs
     t0 = time.perf_counter()
     hits = tuple(searcher.retrieve(q.text, k, mode=mode, date_from=date_from, date_to=date_to, sources=sources))
     retrieve_ms = (time.perf_counter() - t0) * 1000
@@ -93,7 +96,7 @@ def extractive(ev: Evidence) -> Answer:
         return Answer(ev.asked, text, citations, notice=notice)
     model = shipped_model()
     best = reading.candidates[0]
-    span = best_span(q, best.quote, view.words, model.span.predict, model.span_threshold)
+    span = short_answer(q, best.quote, view.words, model)
     quotes = choose(reading.candidates, model.extra_ratio)
     text, citations = compose_answer(q, quotes, span.text if span else None)
     return Answer(ev.asked, text, citations, notice=notice, short=span.text if span else None)

@@ -8,6 +8,9 @@ around it match the words around the question's interrogative — 「由哪两�
 parts of speech at its edges) and scored by a logistic model fitted with the reader
 (``scripts/train_reader.py``, on the gold spans of cmrc2018_dev and drcd_dev).  The best span is
 shown in bold above the quote when the model rates it at least ``Model.span_threshold``.
+
+That feature model is the fallback: ``short_answer`` asks the span reader of ``span_model`` (a
+fine-tuned cross-encoder, much better at the span) first.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -219,6 +223,24 @@ def best_span(
         return None
     s, e = _whole_name(sentence, *spans[i])
     return Span(sentence[s:e], s, e, float(scores[i]))
+
+
+def short_answer(q: Question, sentence: str, words: Callable[[str], Sequence[str]], model: Any) -> Span | None:
+    """The bold short answer of ``sentence``: the span reader's (``span_model``, a fine-tuned
+    cross-encoder) when it loads and rates its span at least its threshold, else none; the
+    feature model's (``best_span`` with ``model.span``) when the span reader is unavailable."""
+    if q.kind in NO_SPAN_KINDS or q.content_free:
+        return None
+    from . import span_model
+
+    reader = span_model.load()
+    if reader is None:
+        return best_span(q, sentence, words, model.span.predict, model.span_threshold)
+    found = reader.find(q.text, sentence)
+    if found is None or found.score < reader.threshold:
+        return None
+    s, e = _whole_name(sentence, found.start, found.end)
+    return Span(sentence[s:e], s, e, found.score)
 
 
 # A quoted or titled name (“2022全国专精特新中小企业发展大会”, 《…》): a span inside one is widened

@@ -1,0 +1,300 @@
+"""The neural short answer: where in the chosen sentence the answer starts and ends.
+
+A cross-encoder over the question and one sentence (``<s> question </s></s> sentence </s>``):
+the bundled multilingual-e5-small's twelve layers, the top ``Head.layers`` of them fine-tuned
+with a start/end head (``models/span_reader.safetensors``, trained by ``scripts/train_span.py`` on
+the gold sentences of cmrc2018_dev and drcd_dev only).  Run in numpy, so answering never imports
+torch: one sentence costs about 2.5 GFLOP (~50–100 ms on two cores).
+
+The base weights come from the bundled model's sentence-transformers directory
+(``bundled.materialize``, built once in the cache dir, then memory-mapped: only the word vectors
+of the tokens in use are read).  When the bundled model or the shipped head is missing, the
+caller falls back to the feature span model of ``spans.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import struct
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+HEAD_FILE = "span_reader.safetensors"
+MAX_QUESTION_TOKENS = 48
+MAX_SENTENCE_TOKENS = 160
+MAX_ANSWER_TOKENS = 24
+HEADS = 12
+EPS = 1e-12
+_LAYER = "encoder.layer.{}."
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I8": np.int8}
+SCALE_SUFFIX = ".row_scale"  # an int8 matrix of the head file is q * scale[row]
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file as a read-only view of one memory map (no copy)."""
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = info["data_offsets"]
+        out[name] = data[a:b].view(_DTYPES[info["dtype"]]).reshape(info["shape"])
+    return out
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf to 1.5e-7 (Abramowitz & Stegun 7.1.26): numpy has none, and scipy is not a dependency."""
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return s * (1.0 - poly * np.exp(-a * a))
+
+
+def _layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    m = x.mean(-1, keepdims=True)
+    d = x - m
+    v = (d * d).mean(-1, keepdims=True)
+    return d / np.sqrt(v + EPS) * g + b
+
+
+class Encoder:
+    """BERT layers in numpy over named tensors (the Hugging Face ``BertModel`` names)."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray], layers: int = 12) -> None:
+        self.t = tensors
+        self.layers = layers
+        self._fp32: dict[str, np.ndarray] = {}
+
+    def w(self, name: str) -> np.ndarray:
+        got = self._fp32.get(name)
+        if got is None:
+            got = self._fp32[name] = np.ascontiguousarray(self.t[name], dtype=np.float32)
+        return got
+
+    def embed(self, ids: np.ndarray) -> np.ndarray:
+        """[B, T] token ids → [B, T, H] input vectors (word + position + type 0, layer-normed)."""
+        words = np.asarray(self.t["embeddings.word_embeddings.weight"][ids.reshape(-1)], dtype=np.float32)
+        h = words.reshape(*ids.shape, -1) + self.w("embeddings.position_embeddings.weight")[: ids.shape[1]]
+        h = h + self.w("embeddings.token_type_embeddings.weight")[0]
+        return _layer_norm(h, self.w("embeddings.LayerNorm.weight"), self.w("embeddings.LayerNorm.bias"))
+
+    def layer(self, h: np.ndarray, mask: np.ndarray, i: int) -> np.ndarray:
+        """One transformer layer; ``mask`` is [B, T] with 1 for real tokens."""
+        p = _LAYER.format(i)
+        w = self.w
+        bsz, n, hidden = h.shape
+        d = hidden // HEADS
+        x = h.reshape(bsz * n, hidden)
+
+        def heads(name: str) -> np.ndarray:
+            y = x @ w(p + f"attention.self.{name}.weight").T + w(p + f"attention.self.{name}.bias")
+            return y.reshape(bsz, n, HEADS, d).transpose(0, 2, 1, 3)
+
+        q, k, v = heads("query"), heads("key"), heads("value")
+        scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(d) + ((1.0 - mask) * -1e9)[:, None, None, :]
+        scores = np.exp(scores - scores.max(-1, keepdims=True))
+        scores /= scores.sum(-1, keepdims=True)
+        ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(bsz * n, hidden)
+        a = ctx @ w(p + "attention.output.dense.weight").T + w(p + "attention.output.dense.bias")
+        x = _layer_norm(a + x, w(p + "attention.output.LayerNorm.weight"), w(p + "attention.output.LayerNorm.bias"))
+        f = x @ w(p + "intermediate.dense.weight").T + w(p + "intermediate.dense.bias")
+        f = 0.5 * f * (1.0 + _erf(f / math.sqrt(2.0)))
+        o = f @ w(p + "output.dense.weight").T + w(p + "output.dense.bias")
+        x = _layer_norm(o + x, w(p + "output.LayerNorm.weight"), w(p + "output.LayerNorm.bias"))
+        return x.reshape(bsz, n, hidden)
+
+    def forward(
+        self, ids: np.ndarray, mask: np.ndarray, start: int = 0, stop: int | None = None, h: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Hidden states after layers ``start``..``stop``-1 (from the embeddings when ``h`` is None)."""
+        h = self.embed(ids) if h is None else h
+        m = mask.astype(np.float32)
+        for i in range(start, self.layers if stop is None else stop):
+            h = self.layer(h, m, i)
+        return h
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A tokenised (question, sentence) pair and where each sentence token lies in the sentence."""
+
+    ids: np.ndarray  # [T] int64
+    offsets: tuple[tuple[int, int], ...]  # per token, in the sentence; (0, 0) outside it
+    first: int  # index of the sentence's first token
+    last: int  # index of its last token (inclusive)
+
+
+def encode_pair(tokenizer: Any, question: str, sentence: str) -> Pair | None:
+    """``<s> question </s></s> sentence </s>``, the question cut to MAX_QUESTION_TOKENS, the
+    sentence to MAX_SENTENCE_TOKENS; None when the sentence has no token."""
+    q = tokenizer.encode(question, add_special_tokens=False)
+    s = tokenizer.encode(sentence, add_special_tokens=False)
+    bos, eos = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
+    q_ids = q.ids[:MAX_QUESTION_TOKENS]
+    s_ids, s_off = s.ids[:MAX_SENTENCE_TOKENS], s.offsets[:MAX_SENTENCE_TOKENS]
+    if not s_ids:
+        return None
+    ids = [bos, *q_ids, eos, eos, *s_ids, eos]
+    first = len(q_ids) + 3
+    offsets = ((0, 0),) * first + tuple((int(a), int(b)) for a, b in s_off) + ((0, 0),)
+    return Pair(np.asarray(ids, dtype=np.int64), offsets, first, first + len(s_ids) - 1)
+
+
+def gold_sentence(text: str, start: int, answer: str) -> tuple[str, int, int] | None:
+    """The sentence of ``text`` that holds ``answer`` at ``start`` (white space stripped) and the
+    answer's offsets in it; None when the answer is not there or crosses a sentence boundary."""
+    from .text import sentence_spans
+
+    end = start + len(answer)
+    if text[start:end] != answer:
+        return None
+    for a, b in sentence_spans(text):
+        if a <= start and end <= b:
+            raw = text[a:b]
+            lead = len(raw) - len(raw.lstrip())
+            return raw.strip(), start - a - lead, end - a - lead
+    return None
+
+
+def best_tokens(start: np.ndarray, end: np.ndarray, pair: Pair, sentence: str) -> tuple[int, int, float]:
+    """The (first, last) sentence tokens maximising start + end logit (last − first <
+    MAX_ANSWER_TOKENS, covering at least one visible character), and the probability of that pair
+    under the two softmaxes over the sentence's tokens."""
+    lo, hi = pair.first, pair.last + 1
+    s, e = start[lo:hi].astype(np.float64), end[lo:hi].astype(np.float64)
+    visible = np.array([bool(sentence[a:b].strip()) for a, b in pair.offsets[lo:hi]])
+    s = np.where(visible, s, -np.inf)
+    e = np.where(visible, e, -np.inf)
+    n = len(s)
+    grid = s[:, None] + e[None, :]
+    i, j = np.indices((n, n))
+    grid[(j < i) | (j - i >= MAX_ANSWER_TOKENS)] = -np.inf
+    a, b = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    log_z = _logsumexp(s) + _logsumexp(e)
+    return lo + int(a), lo + int(b), float(math.exp(grid[a, b] - log_z))
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    m = float(np.max(x))
+    return m + math.log(float(np.exp(x - m).sum()))
+
+
+@dataclass(frozen=True)
+class Found:
+    start: int  # character offsets in the sentence
+    end: int
+    score: float
+
+
+class SpanReader:
+    """The fine-tuned cross-encoder: ``find(question, sentence)`` → the answer's characters."""
+
+    def __init__(self, tokenizer: Any, tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        self.tokenizer = tokenizer
+        self.encoder = Encoder(tensors, int(meta.get("layers_total", 12)))
+        self.threshold = float(meta.get("threshold", 0.0))
+        self.meta = dict(meta)
+        self.head_w = np.ascontiguousarray(tensors["span_head.weight"], dtype=np.float32)  # [2, H]
+        self.head_b = np.ascontiguousarray(tensors["span_head.bias"], dtype=np.float32)
+
+    def logits(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+        ids = pair.ids[None, :]
+        h = self.encoder.forward(ids, np.ones_like(ids))[0]
+        out = h @ self.head_w.T + self.head_b
+        return out[:, 0], out[:, 1]
+
+    def find(self, question: str, sentence: str) -> Found | None:
+        pair = encode_pair(self.tokenizer, question, sentence)
+        if pair is None:
+            return None
+        start, end = self.logits(pair)
+        a, b, p = best_tokens(start, end, pair, sentence)
+        s, e = pair.offsets[a][0], pair.offsets[b][1]
+        while s < e and sentence[s].isspace():
+            s += 1
+        while e > s and sentence[e - 1].isspace():
+            e -= 1
+        return Found(s, e, p) if e > s else None
+
+
+def head_path() -> Path:
+    return Path(str(resources.files("sme_qa").joinpath("models").joinpath(HEAD_FILE)))
+
+
+def merged_tensors(base: Mapping[str, np.ndarray], head: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The base model's tensors with the shipped fine-tuned ones (top layers, head) in their place."""
+    out = dict(base)
+    for name, t in head.items():
+        if name.endswith(SCALE_SUFFIX):
+            continue
+        scale = head.get(name + SCALE_SUFFIX)
+        out[name] = t.astype(np.float32) * scale.astype(np.float32)[:, None] if scale is not None else t
+    return out
+
+
+def file_metadata(path: Path) -> dict[str, Any]:
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    meta = header.get("__metadata__", {})
+    return json.loads(meta.get("sme_qa", "{}"))
+
+
+_LOADING = threading.Lock()
+
+
+def load(cache_dir: str | None = None) -> SpanReader | None:
+    """The shipped span reader over the bundled base model, or None (logged) when either is missing.
+    Loaded once per process (~1 s: the tokenizer and a memory map of the base weights)."""
+    with _LOADING:
+        return _load(cache_dir)
+
+
+def preload() -> None:
+    """Start loading the span reader in the background, so it is ready when the answer is composed."""
+    if _load.cache_info().currsize == 0:
+        threading.Thread(target=load, name="sme-qa-span-reader", daemon=True).start()
+
+
+@functools.lru_cache(maxsize=2)
+def _load(cache_dir: str | None) -> SpanReader | None:
+    from . import bundled
+    from .errors import ModelError
+
+    path = head_path()
+    if not path.is_file():
+        log.info("no %s in the package: short answers come from the feature model", HEAD_FILE)
+        return None
+    try:
+        base_dir = bundled.materialize(Path(cache_dir) if cache_dir else None)
+    except ModelError as e:
+        log.warning("the span reader needs the bundled model (%s): short answers come from the feature model", e)
+        return None
+    return load_from(path, base_dir)
+
+
+def load_from(path: Path, base_dir: Path | None = None) -> SpanReader:
+    """A span reader from a head file (``scripts/train_span.py`` output) over the bundled base."""
+    from tokenizers import Tokenizer
+
+    from . import bundled
+
+    base_dir = base_dir or bundled.materialize()
+    tokenizer = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
+    tensors = merged_tensors(read_safetensors(base_dir / "model.safetensors"), read_safetensors(path))
+    return SpanReader(tokenizer, tensors, file_metadata(path))

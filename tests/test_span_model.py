@@ -1,0 +1,89 @@
+"""The span reader (sme_qa.span_model): the numpy encoder is BERT, the shipped weights find the
+answer in hand-made sentences, and reproduce the score recorded when they were trained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sme_qa import span_model as M
+from sme_qa.question import analyse, strip_question_words
+from sme_qa.spans import char_f1, short_answer
+
+SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+
+
+@pytest.fixture(scope="module")
+def reader():
+    got = M.load()
+    assert got is not None, "the shipped span reader must load (src/sme_qa/models/span_reader.safetensors)"
+    return got
+
+
+def test_numpy_encoder_matches_the_transformers_bert_model(reader):
+    """The encoder that answers (numpy) against transformers' BertModel on the same base weights."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from sme_qa import bundled
+
+    base = bundled.materialize()
+    pair = M.encode_pair(reader.tokenizer, "海创汇首创的是什么创业模式？", "海创汇首创“有根创业”模式，已孵化71家专精特新“小巨人”企业。")
+    assert pair is not None
+    ours = M.Encoder(M.read_safetensors(base / "model.safetensors")).forward(pair.ids[None, :], np.ones((1, len(pair.ids))))
+    bert = transformers.BertModel.from_pretrained(str(base), add_pooling_layer=False).eval()
+    with torch.no_grad():
+        theirs = bert(torch.from_numpy(pair.ids[None, :])).last_hidden_state.numpy()
+    assert np.abs(ours - theirs).max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence", "answer"),
+    [
+        ("我国已培育了多少家专精特新“小巨人”企业？", "目前，我国已累计培育专精特新“小巨人”企业8997家，工信部部长金壮龙表示。", "8997家"),
+        ("海创汇首创的是什么创业模式？", "海创汇首创“有根创业”模式，已孵化71家专精特新“小巨人”企业。", "有根创业"),
+        ("即刻路演小程序是哪一天正式上线的？", "2月28日，即刻路演小程序正式上线，为中小企业提供线上融资路演服务。", "2月28日"),
+        ("海创汇的董事长是谁？", "海创汇董事长兼首席执行官刘长文介绍，平台已链接全球创投机构。", "刘长文"),
+    ],
+)
+def test_the_shipped_reader_finds_the_answer_in_hand_made_sentences(reader, question, sentence, answer):
+    found = reader.find(question, sentence)
+    assert found is not None and char_f1(sentence[found.start : found.end], answer) >= 0.8, (found, sentence)
+
+
+def _question(text: str):
+    return analyse(text, list(strip_question_words(text)), lambda w: 1.0)
+
+
+def test_short_answer_uses_the_span_reader_and_its_threshold(reader):
+    q = _question("我国已培育了多少家专精特新“小巨人”企业？")
+    span = short_answer(q, "目前，我国已累计培育专精特新“小巨人”企业8997家。", lambda t: list(t), None)
+    assert span is not None and "8997" in span.text and span.score >= reader.threshold
+    reason = _question("为什么要培育专精特新企业？")
+    assert short_answer(reason, "因为它们是产业链的关键。", lambda t: list(t), None) is None  # whole-sentence kinds
+
+
+def test_shipped_weights_reproduce_the_golden_slice(reader):
+    """Golden: the held-out examples recorded in the file get the span F1 recorded there."""
+    golden = reader.meta.get("golden")
+    assert golden and golden["qids"], "the shipped file records its golden slice (scripts/train_span.py)"
+    if not SHARED_EVAL.is_dir():
+        pytest.skip(f"needs {SHARED_EVAL}")
+    rows, passages = {}, {}
+    for name in {n for n, _ in golden["qids"]}:
+        with (SHARED_EVAL / name / "questions.jsonl").open(encoding="utf-8") as f:
+            rows.update({(name, r["qid"]): r for r in map(json.loads, f)})
+        with (SHARED_EVAL / name / "passages.jsonl").open(encoding="utf-8") as f:
+            passages.update({(name, r["pid"]): r["text"] for r in map(json.loads, f)})
+    f1 = []
+    for name, qid in golden["qids"]:
+        row = rows[(name, qid)]
+        found = M.gold_sentence(passages[(name, row["gold_pids"][0])], row["answer_starts"][0], row["answers"][0])
+        assert found is not None
+        sentence = found[0]
+        got = reader.find(row["question"], sentence)
+        text = sentence[got.start : got.end] if got else ""
+        f1.append(max(char_f1(text, a) for a in row["answers"]))
+    assert abs(float(np.mean(f1)) - golden["span_f1"]) < 0.01
