@@ -402,7 +402,7 @@ class Searcher:
         from .followup import check_history, resolve, turns
 
         past = turns(check_history(history))
-        resolution = resolve(question, past)
+        resolution = resolve(question, past, lookup=self._passages_holding)
         if not resolution.rewritten or llm is False:
             return resolution.question
         from .llm import LLMConfig
@@ -411,6 +411,14 @@ class Searcher:
         if config is None:
             return resolution.question
         return _condense(config, question, past) or resolution.question
+
+
+    def _passages_holding(self, text: str) -> list[str]:
+        """The passages that most likely hold ``text`` verbatim (lexical leg; for ``followup``)."""
+        return [h.text for h in self.retrieve(text, LOOKUP_K, mode="lexical")]
+
+
+LOOKUP_K = 3  # passages a follow-up rule reads around a quoted sentence
 
 
 def _condense(config: Any, question: str, past: Sequence[Any]) -> str | None:
