@@ -423,6 +423,8 @@ def _replace_slot(prev: str, x: str) -> str:
         return prev.replace(subject, x, 1)
     if kind and subject:
         return prev.replace(subject, x, 1)
+    if asked and not kind:  # 「…孵化出了多少家独角兽？」 + 「那瞪羚呢？」: the thing counted
+        return prev[: asked.start("np")] + x + prev[asked.end("np") :]
     return x + "：" + prev
 
 
@@ -508,6 +510,12 @@ _EN_ELLIPSIS = re.compile(r"^\s*(?:and|what about|how about|and what about|what 
 _EN_WH = re.compile(
     r"^(?:what|which|who|whom|whose|when|where|why|how(?: many| much)?|is|are|was|were|do|does|did|has|have|had|can)\b", re.IGNORECASE
 )
+_EN_WHO_SAID = re.compile(
+    r"^\s*(?:and\s+)?(?:so\s+)?who\s+(?:said|says|stated|announced|told us|made)\s+(?:that|it|this|so|the claim)?\s*\??\s*$", re.IGNORECASE
+)
+# 「What is the name of the measures Qingdao issued?」: "it" next is that thing, not Qingdao
+_EN_NAME_OF = re.compile(r"\b(?:the\s+)?name\s+of\s+(?P<np>[^?]{4,120}?)\s*\??\s*$", re.IGNORECASE)
+_EN_THING = re.compile(r"\b(it|its)\b", re.IGNORECASE)
 _EN_NAME = re.compile(r"(?<!^)(?<![.?!]\s)\b([A-Z][\w'-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w'-]*)*)")
 
 
@@ -524,6 +532,16 @@ def _subject_en(question: str) -> str:
 
 def _resolve_en(question: str, history: list[Turn], lookup: Lookup | None = None) -> Resolution:
     prev = history[-1]
+    if _EN_WHO_SAID.match(question):  # the quoted Chinese sentence it asks about (framed in Chinese then)
+        said = [s for q in quotes(prev.answer) for s in split_sentences(q) if s.strip("“”‘’「」 ")]
+        said = [s for s in said if not ATTRIBUTION.search(s.strip("“”‘’「」 "))] or said
+        if said:
+            return Resolution(_who_said(said[0], lookup), True, "quote")
+    named = _EN_NAME_OF.search(prev.question)
+    if named and _EN_THING.search(question) and not _subject_en(question):
+        np = named.group("np")
+        out = _EN_THING.sub(lambda m: np + "'s" if m.group(1).lower() == "its" else np, question, count=1)
+        return Resolution(out, True, "pronoun")
     m = _EN_ELLIPSIS.match(question)
     if m:
         subject = _subject_en(prev.question)

@@ -29,7 +29,9 @@ _TITLED = re.compile(
 _LEADING = re.compile(r"^(?:据|由|在|正如|而|和|与|同时|此外|其中|记者从)")
 _SPEECH = r"(?:曾|也|还|则)?(?:表示|说|指出|介绍|称|透露|强调|认为|坦言|建议|谈到|说道)"
 # 「……”工信部部长肖亚庆说，」: the clause after a closing quote that names its speaker
-_SAID_AFTER = re.compile(rf"^[”」’]*[，,]?\s*(?:[^，。；]{{0,40}}?[，,])?(?P<who>[^，。；：“”、]{{2,24}}?)(?P<verb>{_SPEECH})(?=[，。：,:]|$)")
+_SAID_AFTER = re.compile(
+    rf"^[”」’]*[，,]?\s*(?:[^，。；]{{0,40}}?[，,])?(?P<who>[^，。；：“”、]{{2,24}}?)(?P<verb>{_SPEECH})(?=[，。：,:]|$)"
+)
 # 「据海创汇董事长刘长文介绍，“……」 / 「肖亚庆说：“……」: the clause before an opening quote
 _SAID_BEFORE = re.compile(rf"(?P<who>[^，。；：“”、]{{2,24}}?)(?P<verb>{_SPEECH})[，,：:]?\s*[“「]?$")
 _QUOTES = "“”‘’「」『』\"'"
