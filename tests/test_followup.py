@@ -425,6 +425,7 @@ def test_english_names_and_terms_become_chinese_words():
     from sme_qa.crosslingual import PinyinNames, chinese_terms
 
     names = PinyinNames(["#青岛", "#海创", "#创汇", "#北京", "#背景", "董事长", "#董事"])
+    assert PinyinNames(["青岛", "海创汇"]).names("Who founded Haichuanghui in Qingdao?") == ["海创汇", "青岛"]  # words, no bigrams
     assert chinese_terms("Who is the chairman of Haichuanghui?", names) == ["董事长", "海创汇"]
     assert chinese_terms("What about Beijing?", names) == ["北京"]  # not 背景, a common word spelled the same
     assert chinese_terms("How many little giants does Qingdao have?", names) == ["小巨人", "青岛"]

@@ -109,7 +109,6 @@ class Adaptive:
     dense_margin: float = 0.0
     agree: float = 0.0
     english: float = 0.9
-    english_translated: float = 0.6
     lo: float = 0.05
     hi: float = 0.95
 
@@ -119,11 +118,12 @@ class Adaptive:
 # english on the odd-numbered half of xquad_en2zh; xquad_zh, drcd_dev and the other half of
 # xquad_en2zh were not looked at.  The margin, agreement and traditional-character signals
 # gained under 0.001 (R@5 + MRR@10) on the fit sets, so they stay 0.
-# english_translated is not fitted on a public set (their English questions rarely name a pinyin
-# name or a glossary term: 17 of xquad_en2zh's 612 hit the glossary): 0.6 was chosen on the English
-# turns of tests/data/dialogue*.jsonl over corpus/, and xquad_en2zh hybrid R@5 / MRR@10 were checked
-# not to drop (README "Conversations").
-ADAPTIVE = Adaptive(base=0.45, keyword=0.3, english=0.85, english_translated=0.6)
+# An English question whose lexical leg found Chinese words to search (``translated``) is fused
+# like a Chinese question (the same formula, not ``english``): its lexical leg reads Chinese
+# words now.  Nothing was fitted for it (the public English set rarely names a glossary term or a
+# pinyin name: 17 of xquad_en2zh's 612 hit the glossary); xquad_en2zh hybrid R@5 / MRR@10 were
+# checked not to drop (README "Conversations").
+ADAPTIVE = Adaptive(base=0.45, keyword=0.3, english=0.85)
 
 _HAN = re.compile(r"[\u3400-\u9fff]")
 KEYWORD_CHARS = 16  # a query this short without a question mark is a search-box query
@@ -156,8 +156,8 @@ def signals(question: str, dense: Sequence[Sequence[Any]], lexical: Sequence[Seq
 
 def dense_weight(s: Signals, p: Adaptive = ADAPTIVE) -> float:
     """The dense leg's weight in the convex fusion for a question with signals ``s``."""
-    if s.english:
-        return p.english_translated if s.translated else p.english
+    if s.english and not s.translated:
+        return p.english
     w = (
         p.base
         + p.keyword * s.keyword
