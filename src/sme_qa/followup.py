@@ -43,6 +43,7 @@ MAX_HISTORY_MESSAGES = 200  # older messages are ignored (only the last few turn
 MAX_MESSAGE_CHARS = 20_000
 CONTEXT_TURNS = 3  # how many previous user turns are searched for a subject
 MAX_QUOTE_CHARS = 40  # a quoted sentence standing in for "it" is cut to its first clause(s)
+MIN_CLAIM_CHARS = 12  # … but not before this many characters
 
 _ROLES = ("user", "assistant")
 
@@ -237,7 +238,8 @@ def _kind(phrase: str) -> str:
 def quotes(answer: str) -> list[str]:
     """The sentences an answer quotes: 「…」 in Chinese answers, “…” in English ones."""
     found = re.findall(r"「([^」]+)」", answer)
-    return found or [q for q in re.findall(r"“([^”]+)”", answer) if len(q) > 8]
+    # an English answer's quote ends at the ” before its [n] (inner “小巨人” quotes stay in it)
+    return found or re.findall(r"“(.{9,}?)”\s*\[\d+\]", answer) or [q for q in re.findall(r"“([^”]+)”", answer) if len(q) > 8]
 
 
 def _short(quote: str) -> str:
@@ -245,8 +247,12 @@ def _short(quote: str) -> str:
     quote = quote.strip("“”‘’「」。！？；!?; ").replace("“", "‘").replace("”", "’")
     if len(quote) <= MAX_QUOTE_CHARS:
         return quote
-    cut = max((m.start() for m in re.finditer(r"[，,；;]", quote[: MAX_QUOTE_CHARS + 1])), default=MAX_QUOTE_CHARS)
-    return quote[: cut or MAX_QUOTE_CHARS]
+    # the last clause break that leaves a claim (「截至2022年7月，」 alone says nothing)
+    cuts = [m.start() for m in re.finditer(r"[，,；;]", quote) if m.start() >= MIN_CLAIM_CHARS]
+    early = [c for c in cuts if c <= MAX_QUOTE_CHARS]
+    if early:
+        return quote[: early[-1]]
+    return quote[: cuts[0]] if cuts and cuts[0] <= 1.5 * MAX_QUOTE_CHARS else quote[:MAX_QUOTE_CHARS]
 
 
 def _clause_subject(sentence: str) -> str:
