@@ -315,3 +315,125 @@ def test_chat_history_is_read_back_as_plain_messages():
     assert len(back) == 2 and back[1]["role"] == "assistant"
     assert "理解" not in back[1]["content"] and "不要" not in back[1]["content"]
     assert "「海创汇已孵化出5家上市公司。」" in back[1]["content"]
+
+
+# ------------------------------------------------------------ speakers and titles (the paragraph beside the quote)
+
+XIAO = "“将在已有基础上，进一步创新‘专精特新’中小企业发展的路径。今年国家级‘小巨人’企业准备再培育3000家以上。”工信部部长肖亚庆说，支持“专精特新”中小企业的政策，还要扩大到广大中小企业发展过程中。"
+TIAN = "“我们将实施制造业数字化转型行动计划，开展新一代信息技术与制造业融合发展试点示范，培育企业数字技术应用能力。”工信部总工程师田玉龙说，在加快5G行业虚拟专网规模化建设的同时，将鼓励产业链上下游企业开放数据。"
+
+
+def test_speaker_is_found_beside_the_quotation():
+    from sme_qa.speakers import Speaker, speaker, titled
+
+    assert speaker("今年国家级‘小巨人’企业准备再培育3000家以上。", ["无关的段落。", XIAO]) == Speaker("工信部部长肖亚庆", "说")
+    before = "据海创汇董事长刘长文介绍，“目前平台已经服务了4000多家中小企业。”"
+    assert speaker("目前平台已经服务了4000多家中小企业", [before]) == Speaker("海创汇董事长刘长文", "介绍")
+    assert speaker("海创汇首创“有根创业”模式", ["作为示范平台，海创汇首创“有根创业”模式。"]) is None  # nobody said it
+    assert speaker("没有这句话的任何地方", [XIAO]) is None
+    assert titled("田玉龙", [TIAN]) == "工信部总工程师田玉龙" and titled("贺强", [TIAN]) == "贺强"
+
+
+def test_who_said_names_the_speaker_of_the_paragraph():
+    history = chat("今年国家级“小巨人”企业准备再培育多少家？", "据《…》：「今年国家级‘小巨人’企业准备再培育3000家以上。」[1]")
+    seen: list[str] = []
+
+    def lookup(text: str) -> list[str]:
+        seen.append(text)
+        return [XIAO]
+
+    r = resolve("是谁说的？", history, lookup=lookup)
+    assert r.rule == "quote" and r.question == "“今年国家级‘小巨人’企业准备再培育3000家以上”是谁说的（工信部部长肖亚庆说）？"
+    assert seen == ["今年国家级‘小巨人’企业准备再培育3000家以上"]
+    assert (
+        resolve("是谁说的？", history, lookup=lambda text: ["别的段落。"]).question
+        == "“今年国家级‘小巨人’企业准备再培育3000家以上”是谁说的？"
+    )
+
+
+def test_he_carries_the_title_the_cited_sentence_gives():
+    cited = chat(
+        "田玉龙说要加快什么网络的规模化建设？",
+        "据《…》：「工信部总工程师田玉龙说，在加快5G行业虚拟专网规模化建设的同时，将鼓励产业链上下游企业开放数据。」[1]",
+    )
+    assert resolve("他是哪个部门的？", cited).question == "工信部总工程师田玉龙是哪个部门的？"
+    # the answer quoted the claim only: the speaker comes from the claim's paragraph
+    unnamed = chat(
+        "谁说要实施制造业数字化转型行动计划？",
+        "据《…》：「“我们将实施制造业数字化转型行动计划，开展新一代信息技术与制造业融合发展试点示范。”」[1]",
+    )
+    assert resolve("他是什么职务？", unnamed, lookup=lambda text: [TIAN]).question == "工信部总工程师田玉龙是什么职务？"
+    assert resolve("他是什么职务？", unnamed).question == "说要实施制造业数字化转型行动计划的人是什么职务？"
+
+
+def test_it_after_a_question_about_a_person_is_the_thing_asked_for():
+    history = chat(
+        "徐晓兰透露将于近期发布的是什么办法？", "据《…》：「徐晓兰还透露了《优质中小企业梯度培育管理暂行办法》将于近期发布的消息。」[1]"
+    )
+    assert resolve("它将由哪个部门发布？", history).question == "《优质中小企业梯度培育管理暂行办法》将由哪个部门发布？"
+
+
+@pytest.mark.parametrize(
+    ("history", "question", "expected"),
+    [
+        (
+            chat("华纬科技说开放平台让企业更加便捷获得什么？", "「“开放平台让企业更加便捷获得数字能力。”华纬科技有关负责人表示。」[1]"),
+            "它专注这一行多少年了？",
+            "华纬科技专注这一行多少年了？",
+        ),
+        (
+            chat("截至2022年7月，海创汇孵化出了多少家独角兽？", "「已成功孵化出5家上市公司、7家独角兽。」[1]"),
+            "那瞪羚呢？",
+            "截至2022年7月，海创汇孵化出了多少家瞪羚？",
+        ),
+        (
+            chat(
+                "What is the name of the measures Qingdao issued for specialized products?",
+                "According to 《…》: “青岛早在2012年就印发了认定办法。” [1]",
+            ),
+            "When was it issued?",
+            "When was the measures Qingdao issued for specialized products issued?",
+        ),
+        (
+            chat(
+                "How many little giants will be cultivated this year?",
+                "According to 《…》: “今年国家级‘小巨人’企业准备再培育3000家以上。” [1]",
+            ),
+            "Who said that?",
+            "“今年国家级‘小巨人’企业准备再培育3000家以上”是谁说的？",
+        ),
+    ],
+)
+def test_more_follow_ups_become_standalone(history, question, expected):
+    assert resolve(question, history).question == expected
+
+
+def test_who_said_through_the_library_quotes_the_speaker(sample_searcher):
+    """The answer to 「今年…再培育多少家？」 quotes the claim only; 「是谁说的？」 then finds 肖亚庆
+    in the claim's paragraph and the answer quotes the sentence that names him."""
+    first = sample_searcher.ask("今年国家级“小巨人”企业准备再培育多少家？", llm=False)
+    assert "3000家以上" in first.text
+    follow = sample_searcher.ask("是谁说的？", history=chat(first.question, first.text), llm=False)
+    assert follow.understood and "肖亚庆" in follow.understood
+    assert follow.answered and "肖亚庆" in follow.text
+
+
+# ------------------------------------------------------------ English questions: Chinese words for the lexical leg
+
+
+def test_english_names_and_terms_become_chinese_words():
+    from sme_qa.crosslingual import PinyinNames, chinese_terms
+
+    names = PinyinNames(["#青岛", "#海创", "#创汇", "#北京", "#背景", "董事长", "#董事"])
+    assert PinyinNames(["青岛", "海创汇"]).names("Who founded Haichuanghui in Qingdao?") == ["海创汇", "青岛"]  # words, no bigrams
+    assert chinese_terms("Who is the chairman of Haichuanghui?", names) == ["董事长", "海创汇"]
+    assert chinese_terms("What about Beijing?", names) == ["北京"]  # not 背景, a common word spelled the same
+    assert chinese_terms("How many little giants does Qingdao have?", names) == ["小巨人", "青岛"]
+    assert chinese_terms("Who sang the national anthem?", names) == []
+    assert chinese_terms("青岛有多少家？", names) == []
+
+
+def test_english_question_reaches_chinese_text_lexically(sample_searcher):
+    hits = sample_searcher.retrieve("Who is the chairman of Haichuanghui?", k=5)
+    liu = [h for h in hits if "刘长文" in h.text]
+    assert liu and liu[0].lexical_rank == 1

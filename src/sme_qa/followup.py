@@ -25,19 +25,25 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import QueryError
+from .speakers import speaker, titled, titled_people
 from .text import ATTRIBUTION, has_han, split_sentences
 
-__all__ = ["Resolution", "Turn", "check_history", "condense_messages", "resolve", "turns", "understood_note"]
+__all__ = ["Lookup", "Resolution", "Turn", "check_history", "condense_messages", "resolve", "turns", "understood_note"]
+
+# text → passages that may hold it (the searcher's lexical leg); lets a rule read the paragraph
+# around a quoted sentence, for the speaker named beside it.  None: the history alone is used.
+Lookup = Callable[[str], Sequence[str]]
 
 MAX_HISTORY_MESSAGES = 200  # older messages are ignored (only the last few turns are used)
 MAX_MESSAGE_CHARS = 20_000
 CONTEXT_TURNS = 3  # how many previous user turns are searched for a subject
 MAX_QUOTE_CHARS = 40  # a quoted sentence standing in for "it" is cut to its first clause(s)
+MIN_CLAIM_CHARS = 12  # … but not before this many characters
 
 _ROLES = ("user", "assistant")
 
@@ -161,6 +167,8 @@ _PREDICATE_WORDS = frozenset(
     }
 )
 _QUESTION_WORD = re.compile(r"多少|几|什么|哪|谁|何|怎|如何|是否|吗|呢")
+# a speech verb ends the subject: 「华纬科技说开放平台…」 is about 华纬科技
+_SPEECH_WORDS = frozenset({"说", "表示", "介绍", "透露", "指出", "称", "强调", "认为", "建议", "呼吁", "提出"})
 _STOP_TAIL = "的之"
 
 
@@ -195,7 +203,7 @@ def _before_de(ws: list[tuple[str, str]]) -> str:
 def _subject_by_tags(ws: list[tuple[str, str]]) -> str:
     out: list[str] = []
     for i, (w, tag) in enumerate(ws):
-        if w in _PREDICATE_WORDS and out:
+        if (w in _PREDICATE_WORDS or w in _SPEECH_WORDS) and out:
             break
         nounish = tag in _NOUNISH or tag.startswith("n")
         # a verb directly before a noun is part of a name (「科创中国”创新基地」), at the start or inside
@@ -230,7 +238,8 @@ def _kind(phrase: str) -> str:
 def quotes(answer: str) -> list[str]:
     """The sentences an answer quotes: 「…」 in Chinese answers, “…” in English ones."""
     found = re.findall(r"「([^」]+)」", answer)
-    return found or [q for q in re.findall(r"“([^”]+)”", answer) if len(q) > 8]
+    # an English answer's quote ends at the ” before its [n] (inner “小巨人” quotes stay in it)
+    return found or re.findall(r"“(.{9,}?)”\s*\[\d+\]", answer) or [q for q in re.findall(r"“([^”]+)”", answer) if len(q) > 8]
 
 
 def _short(quote: str) -> str:
@@ -238,8 +247,12 @@ def _short(quote: str) -> str:
     quote = quote.strip("“”‘’「」。！？；!?; ").replace("“", "‘").replace("”", "’")
     if len(quote) <= MAX_QUOTE_CHARS:
         return quote
-    cut = max((m.start() for m in re.finditer(r"[，,；;]", quote[: MAX_QUOTE_CHARS + 1])), default=MAX_QUOTE_CHARS)
-    return quote[: cut or MAX_QUOTE_CHARS]
+    # the last clause break that leaves a claim (「截至2022年7月，」 alone says nothing)
+    cuts = [m.start() for m in re.finditer(r"[，,；;]", quote) if m.start() >= MIN_CLAIM_CHARS]
+    early = [c for c in cuts if c <= MAX_QUOTE_CHARS]
+    if early:
+        return quote[: early[-1]]
+    return quote[: cuts[0]] if cuts and cuts[0] <= 1.5 * MAX_QUOTE_CHARS else quote[:MAX_QUOTE_CHARS]
 
 
 def _clause_subject(sentence: str) -> str:
@@ -293,29 +306,12 @@ def _person_after(x: str, answers: str) -> str:
     return ""
 
 
-def _referent(prev: Turn, *, person: bool) -> str:
+def _referent(prev: Turn, *, person: bool, lookup: Lookup | None = None) -> str:
     """What a pronoun in the next question stands for."""
     if person:
-        # a person named in the previous question: its subject when that holds the name
-        # (「田玉龙说…」), else the name itself (「工信部部长金壮龙说…」 → 金壮龙)
-        names = [w for w, t in words(prev.question) if t.startswith("nr") and len(w) > 1]
-        subject = _subject(prev.question)
-        if names and subject and any(n in subject for n in names):
-            return subject
-        if names:
-            return names[0]
-        who = _ZH_WHO_IS.match(prev.question)
-        if who:
-            x = who.group("x").rstrip(_STOP_TAIL)
-            name = _person_after(x, prev.answer)
-            return x.replace("的", "") + name if name else x
-        if "谁" in prev.question:  # 「谁呼吁…？」 → the person the answer quoted, else 「呼吁…的人」
-            name = _person_after("", prev.answer)
-            if name:
-                return name
-            rest = re.sub(r"^(?:是)?谁|[？?。]$", "", prev.question.strip())
-            if rest and "谁" not in rest:
-                return f"{rest}的人"
+        found = _person(prev, lookup)
+        if found:
+            return found
     subject = _subject(prev.question)
     if subject:
         return subject
@@ -324,6 +320,52 @@ def _referent(prev: Turn, *, person: bool) -> str:
         if subject:
             return subject
     return ""
+
+
+def _person(prev: Turn, lookup: Lookup | None) -> str:
+    """Whom 他/她 stands for: the person the previous question or its answer named, with the
+    title the quoted sentence gives them (「田玉龙」 → 「工信部总工程师田玉龙」: a question about
+    the person's post or department then finds that sentence)."""
+    said = quotes(prev.answer)
+    # a person named in the previous question: its subject when that holds the name
+    # (「田玉龙说…」), else the name itself (「工信部部长金壮龙说…」 → 金壮龙)
+    names = [w for w, t in words(prev.question) if t.startswith("nr") and len(w) > 1]
+    subject = _subject(prev.question)
+    if names and subject and any(n in subject for n in names):
+        return titled(subject, said)
+    if names:
+        return titled(names[0], said)
+    who = _ZH_WHO_IS.match(prev.question)
+    if who:
+        x = who.group("x").rstrip(_STOP_TAIL)
+        name = _person_after(x, prev.answer)
+        return x.replace("的", "") + name if name else x
+    if "谁" in prev.question:  # 「谁呼吁…？」 → the person the answer quoted, else 「呼吁…的人」
+        name = _person_after("", prev.answer)
+        if name:
+            return titled(name, said)
+        found = _speaker_of(said, lookup)  # 「“我们将…”」 quoted without the 「…田玉龙说」 after it
+        if found:
+            return found
+        rest = re.sub(r"^(?:是)?谁|[？?。]$", "", prev.question.strip())
+        if rest and "谁" not in rest:
+            return f"{rest}的人"
+    return ""
+
+
+def _speaker_of(said: Sequence[str], lookup: Lookup | None) -> str:
+    """The speaker the corpus names beside the first quoted sentence that has one."""
+    if lookup is None:
+        return ""
+    for quote in said:
+        found = speaker(quote, lookup(quote))
+        if found:
+            return found.who
+    return ""
+
+
+def _is_person(phrase: str) -> bool:
+    return any(t.startswith("nr") and len(w) > 1 for w, t in words(phrase)) or bool(titled_people(phrase + "说"))
 
 
 _ASKED_NP = re.compile(r"(?:多少|几|什么|哪个|哪些|哪一?[个项部份家])[家个名项种位条所部份]?(?P<np>[^？?，,。]{2,20}?)[？?]?$")
@@ -387,10 +429,12 @@ def _replace_slot(prev: str, x: str) -> str:
         return prev.replace(subject, x, 1)
     if kind and subject:
         return prev.replace(subject, x, 1)
+    if asked and not kind:  # 「…孵化出了多少家独角兽？」 + 「那瞪羚呢？」: the thing counted
+        return prev[: asked.start("np")] + x + prev[asked.end("np") :]
     return x + "：" + prev
 
 
-def _resolve_zh(question: str, history: list[Turn]) -> Resolution:
+def _resolve_zh(question: str, history: list[Turn], lookup: Lookup | None = None) -> Resolution:
     prev = history[-1]
     q = question.strip()
     if _ZH_WHO_SAID.match(q):
@@ -399,7 +443,7 @@ def _resolve_zh(question: str, history: list[Turn]) -> Resolution:
         said = [s for s in said if not ATTRIBUTION.search(s.strip("“”‘’「」 "))] or said
         if said:
             best = max(said, key=lambda s: _overlap(s, prev.question))
-            return Resolution(f"“{_short(best)}”是谁说的？", True, "quote")
+            return Resolution(_who_said(best, lookup), True, "quote")
     m = _ZH_AMONG.match(q)
     if m and m.group("rest"):
         ref = _referent(prev, person=False)
@@ -408,7 +452,9 @@ def _resolve_zh(question: str, history: list[Turn]) -> Resolution:
     m = _ZH_PRONOUN.match(q)
     if m and m.group("rest"):
         person = bool(re.fullmatch(_ZH_PERSON, m.group("p")))
-        ref = _referent(prev, person=person)
+        ref = _referent(prev, person=person, lookup=lookup)
+        if ref and not person and _is_person(ref):  # 它 is not 徐晓兰 but the 《…办法》 she named
+            ref = _topic(prev) or ref
         if ref:
             rest = m.group("rest")
             joiner = "的" if m.group("p") == "其" and not rest.startswith(("的", "是", "在", "有")) else ""
@@ -427,10 +473,22 @@ def _resolve_zh(question: str, history: list[Turn]) -> Resolution:
             return Resolution(ref + q, True, "subject")
     inner = _ZH_INNER_PRONOUN.search(q)
     if inner:
-        ref = _referent(prev, person=bool(re.fullmatch(_ZH_PERSON, inner.group("p"))))
+        ref = _referent(prev, person=bool(re.fullmatch(_ZH_PERSON, inner.group("p"))), lookup=lookup)
         if ref:
             return Resolution(q[: inner.start()] + ref + q[inner.end() :], True, "pronoun")
     return Resolution(question, False)
+
+
+def _who_said(claim: str, lookup: Lookup | None) -> str:
+    """「“claim”是谁说的？」, with the speaker the claim's paragraph names beside it when the claim
+    itself names none (「“……3000家以上”是谁说的（工信部部长肖亚庆说）？」): the answer then
+    quotes the sentence that holds the name, and the rewrite shows whom it found."""
+    short = _short(claim)
+    bare = claim.strip("“”‘’「」 ")
+    if lookup is None or ATTRIBUTION.search(bare) or titled_people(bare) or re.search(r"所说|据.{2,20}?(?:介绍|透露)", bare):
+        return f"“{short}”是谁说的？"
+    found = speaker(bare, lookup(short))
+    return f"“{short}”是谁说的（{found.who}{found.verb}）？" if found else f"“{short}”是谁说的？"
 
 
 def _overlap(a: str, b: str) -> int:
@@ -458,6 +516,12 @@ _EN_ELLIPSIS = re.compile(r"^\s*(?:and|what about|how about|and what about|what 
 _EN_WH = re.compile(
     r"^(?:what|which|who|whom|whose|when|where|why|how(?: many| much)?|is|are|was|were|do|does|did|has|have|had|can)\b", re.IGNORECASE
 )
+_EN_WHO_SAID = re.compile(
+    r"^\s*(?:and\s+)?(?:so\s+)?who\s+(?:said|says|stated|announced|told us|made)\s+(?:that|it|this|so|the claim)?\s*\??\s*$", re.IGNORECASE
+)
+# 「What is the name of the measures Qingdao issued?」: "it" next is that thing, not Qingdao
+_EN_NAME_OF = re.compile(r"\b(?:the\s+)?name\s+of\s+(?P<np>[^?]{4,120}?)\s*\??\s*$", re.IGNORECASE)
+_EN_THING = re.compile(r"\b(it|its)\b", re.IGNORECASE)
 _EN_NAME = re.compile(r"(?<!^)(?<![.?!]\s)\b([A-Z][\w'-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w'-]*)*)")
 
 
@@ -472,8 +536,18 @@ def _subject_en(question: str) -> str:
     return ""
 
 
-def _resolve_en(question: str, history: list[Turn]) -> Resolution:
+def _resolve_en(question: str, history: list[Turn], lookup: Lookup | None = None) -> Resolution:
     prev = history[-1]
+    if _EN_WHO_SAID.match(question):  # the quoted Chinese sentence it asks about (framed in Chinese then)
+        said = [s for q in quotes(prev.answer) for s in split_sentences(q) if s.strip("“”‘’「」 ")]
+        said = [s for s in said if not ATTRIBUTION.search(s.strip("“”‘’「」 "))] or said
+        if said:
+            return Resolution(_who_said(said[0], lookup), True, "quote")
+    named = _EN_NAME_OF.search(prev.question)
+    if named and _EN_THING.search(question) and not _subject_en(question):
+        np = named.group("np")
+        out = _EN_THING.sub(lambda m: np + "'s" if m.group(1).lower() == "its" else np, question, count=1)
+        return Resolution(out, True, "pronoun")
     m = _EN_ELLIPSIS.match(question)
     if m:
         subject = _subject_en(prev.question)
@@ -501,8 +575,11 @@ def _resolve_en(question: str, history: list[Turn]) -> Resolution:
 # ------------------------------------------------------------ entry points
 
 
-def resolve(question: str, history: Sequence[dict[str, str]] | Sequence[Turn] = ()) -> Resolution:
-    """The standalone form of ``question`` given the conversation ``history`` (messages or turns)."""
+def resolve(question: str, history: Sequence[dict[str, str]] | Sequence[Turn] = (), *, lookup: Lookup | None = None) -> Resolution:
+    """The standalone form of ``question`` given the conversation ``history`` (messages or turns).
+
+    ``lookup`` (text → passages) lets 「是谁说的？」/「他是什么职务？」 find a speaker that the
+    quoted sentence leaves out but its paragraph names."""
     given = list(history)
     past = [t for t in given if isinstance(t, Turn)] if given and isinstance(given[0], Turn) else turns(check_history(given))
     if not past or not question or not question.strip():
@@ -510,15 +587,15 @@ def resolve(question: str, history: Sequence[dict[str, str]] | Sequence[Turn] = 
     # earlier follow-ups first, so that 「它…」 two turns on still finds its subject
     resolved: list[Turn] = []
     for turn in past[-CONTEXT_TURNS:]:
-        standalone = _one(turn.question, resolved).question if resolved else turn.question
+        standalone = _one(turn.question, resolved, lookup).question if resolved else turn.question
         resolved.append(Turn(standalone, turn.answer))
-    return _one(question, resolved)
+    return _one(question, resolved, lookup)
 
 
-def _one(question: str, history: list[Turn]) -> Resolution:
+def _one(question: str, history: list[Turn], lookup: Lookup | None = None) -> Resolution:
     if has_han(question):
-        return _resolve_zh(question, history)
-    return _resolve_en(question, history)
+        return _resolve_zh(question, history, lookup)
+    return _resolve_en(question, history, lookup)
 
 
 def understood_note(answer: Any) -> str | None:

@@ -30,6 +30,7 @@ from .settings import Settings
 from .store import Generation, load_generation, manifest_stamp
 
 if TYPE_CHECKING:
+    from .crosslingual import PinyinNames
     from .embedding import Embedder
     from .lexical import LexicalIndex, Tokenizer
     from .vector_store import VectorStore
@@ -64,6 +65,9 @@ class _State:
     chunk_sources: np.ndarray
     row_of_vid: np.ndarray  # vector-store id → chunk row (-1: none)
     view: IndexView | None = None  # made on first use by Searcher.view
+    # the vocabulary's names by pinyin, made for the first English question (~0.1 s per 16k terms,
+    # plus ~1 s once to read jieba's dictionary tags)
+    pinyin: PinyinNames | None = None
 
     @property
     def dense(self) -> VectorStore:
@@ -313,10 +317,13 @@ class Searcher:
         mask = _filter_mask(state, date_from, date_to, sources)
         depth = max(depth, k)
         legs: dict[str, tuple[list[int], list[float]]] = {}
+        translated: list[str] = []
         if mode in ("hybrid", "dense"):
             legs["dense"] = self._dense(state, question, depth, mask)
         if mode in ("hybrid", "lexical"):
-            term_ids = [state.term_ids[t] for t in state.tokenizer.tokens(question[:MAX_QUERY_CHARS]) if t in state.term_ids]
+            text = question[:MAX_QUERY_CHARS]
+            translated = self._chinese_terms(state, text)  # an English question's Chinese words
+            term_ids = [state.term_ids[t] for t in state.tokenizer.tokens(" ".join([text, *translated])) if t in state.term_ids]
             rows, scores = state.bm25.top(term_ids, depth, mask)
             legs["lexical"] = (rows.tolist(), scores.tolist())
         score_of = {leg: dict(zip(rows, scores)) for leg, (rows, scores) in legs.items()}
@@ -324,7 +331,8 @@ class Searcher:
             fused = rrf({leg: rows for leg, (rows, _) in legs.items()}, weights or {}, k=rrf_k)
         else:
             if weights is None and len(legs) == 2:
-                w = dense_weight(signals(question, list(zip(*legs["dense"])), list(zip(*legs["lexical"]))))
+                found = signals(question, list(zip(*legs["dense"])), list(zip(*legs["lexical"])), translated=bool(translated))
+                w = dense_weight(found)
                 weights = {"dense": w, "lexical": 1.0 - w}
             fused = convex({leg: minmax(scores) for leg, scores in score_of.items()}, weights or WEIGHTS)
         hits: list[Hit] = []
@@ -338,6 +346,19 @@ class Searcher:
             if len(hits) == k:
                 break
         return hits
+
+    def _chinese_terms(self, state: _State, question: str) -> list[str]:
+        """The Chinese words an English question names (``crosslingual``); [] for a Chinese one."""
+        from .crosslingual import PinyinNames, chinese_terms
+        from .text import has_han
+
+        if has_han(question):
+            return []
+        if state.pinyin is None:
+            with self._lock:
+                if state.pinyin is None:
+                    state.pinyin = PinyinNames(state.term_ids)
+        return chinese_terms(question, state.pinyin)
 
     def _dense(self, state: _State, question: str, depth: int, mask: np.ndarray | None) -> tuple[list[int], list[float]]:
         """The dense leg's best ``depth`` (rows, scores); a filter is applied inside the search."""
@@ -402,7 +423,7 @@ class Searcher:
         from .followup import check_history, resolve, turns
 
         past = turns(check_history(history))
-        resolution = resolve(question, past)
+        resolution = resolve(question, past, lookup=self._passages_holding)
         if not resolution.rewritten or llm is False:
             return resolution.question
         from .llm import LLMConfig
@@ -411,6 +432,13 @@ class Searcher:
         if config is None:
             return resolution.question
         return _condense(config, question, past) or resolution.question
+
+    def _passages_holding(self, text: str) -> list[str]:
+        """The passages that most likely hold ``text`` verbatim (lexical leg; for ``followup``)."""
+        return [h.text for h in self.retrieve(text, LOOKUP_K, mode="lexical")]
+
+
+LOOKUP_K = 3  # passages a follow-up rule reads around a quoted sentence
 
 
 def _condense(config: Any, question: str, past: Sequence[Any]) -> str | None:
