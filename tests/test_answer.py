@@ -123,7 +123,7 @@ def test_conflicting_figures_are_shown_with_sources_and_dates_newest_first(seed_
 
 def test_english_question_gets_english_framing_and_off_corpus_english_is_declined(sample_searcher):
     answer = sample_searcher.ask("When did the Jike Roadshow mini program go live?", llm=False)
-    assert answer.answered and answer.short == "2月28日" and "According to 《" in answer.text
+    assert answer.answered and answer.short and "2月28日" in answer.short and "According to 《" in answer.text
     assert "即刻路演小程序正式上线" in answer.citations[0].quote
     assert "embedding only" in answer.notice  # cross-language evidence is weak: said so
     declined = sample_searcher.ask("Who won the football world cup in 1998?", llm=False)

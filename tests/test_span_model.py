@@ -49,8 +49,11 @@ def test_numpy_encoder_matches_the_transformers_bert_model(reader):
     ],
 )
 def test_the_shipped_reader_finds_the_answer_in_hand_made_sentences(reader, question, sentence, answer):
+    """The span holds the answer and little else (quote marks or the word asked about may come with it)."""
     found = reader.find(question, sentence)
-    assert found is not None and char_f1(sentence[found.start : found.end], answer) >= 0.8, (found, sentence)
+    assert found is not None, sentence
+    text = sentence[found.start : found.end]
+    assert answer in text and len(text) <= len(answer) + 4, (text, sentence)
 
 
 def _question(text: str):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .question import ANSWER_SHAPES, KINDS, Question, match_form, tag
+from .question import ANSWER_SHAPES, KINDS, QUANTITY, Question, match_form, tag
 
 MAX_WORDS = 6
 MAX_CHARS = 24
@@ -239,8 +239,20 @@ def short_answer(q: Question, sentence: str, words: Callable[[str], Sequence[str
     found = reader.find(q.text, sentence)
     if found is None or found.score < reader.threshold:
         return None
-    s, e = _whole_name(sentence, found.start, found.end)
+    s, e = _whole_name(sentence, *_with_unit(q, sentence, found.start, found.end))
     return Span(sentence[s:e], s, e, found.score)
+
+
+def _with_unit(q: Question, sentence: str, s: int, e: int) -> tuple[int, int]:
+    """An amount keeps its unit and a date its 年/月/日 (the model may stop at 「8997」 of
+    「8997家」: the digits and the counter are separate tokens)."""
+    if q.kind == "number":
+        for m in QUANTITY.finditer(sentence):
+            if s <= m.start("num") < e < m.end():
+                return s, m.end()
+    if q.kind == "date" and e < len(sentence) and sentence[e] in "年月日号" and sentence[e - 1].isdigit():
+        return s, e + 1
+    return s, e
 
 
 # A quoted or titled name (“2022全国专精特新中小企业发展大会”, 《…》): a span inside one is widened
