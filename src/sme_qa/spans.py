@@ -236,7 +236,9 @@ def short_answer(q: Question, sentence: str, words: Callable[[str], Sequence[str
     reader = span_model.load()
     if reader is None:
         return best_span(q, sentence, words, model.span.predict, model.span_threshold)
-    found = reader.find(q.text, sentence)
+    # an amount stands inside one clause (held-out number questions: span F1 0.782 → 0.793; dates
+    # and other kinds lose 0.005-0.007 with the rule, so it is for amounts only)
+    found = reader.find(q.text, sentence, one_clause=q.kind == "number")
     if found is None or found.score < reader.threshold:
         return None
     s, e = _whole_name(sentence, *_with_unit(q, sentence, found.start, found.end))
