@@ -56,6 +56,17 @@ def test_the_shipped_reader_finds_the_answer_in_hand_made_sentences(reader, ques
     assert answer in text and len(text) <= len(answer) + 4, (text, sentence)
 
 
+def test_an_answer_at_the_end_of_a_long_sentence_is_inside_the_window(reader):
+    """86 tokens, the question's words at the start and the figure at the end (sample corpus)."""
+    sentence = (
+        "比如深耕机器人减速器等核心零部件研发制造的淄博纽氏达特，卡奥斯不仅为其打造了具备设备管理、远程运维、数据分析等能力的"
+        "工业机器人智能云平台，还基于化工、建材等行业用户的需求，共同研发了自动装车系统，提升了纽氏达特的产品附加值，"
+        "使其整体利润率从20％提高到40％。"
+    )
+    found = reader.find("淄博纽氏达特的整体利润率提高到了多少？", sentence)
+    assert found is not None and "40％" in sentence[found.start : found.end]
+
+
 def _question(text: str):
     return analyse(text, list(strip_question_words(text)), lambda w: 1.0)
 
