@@ -35,9 +35,9 @@ def test_sample_index_contents(sample_index):
     }
     vectors = all_vectors(gen.index)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
-    # no pickle anywhere: every file is JSON, JSONL, npz of plain arrays, or FAISS
+    # no pickle anywhere: every file is JSON, JSONL, npy/npz of plain arrays, or FAISS
     for f in (sample_index / manifest["generation"]).iterdir():
-        assert f.suffix in {".json", ".jsonl", ".npz", ".faiss"}
+        assert f.suffix in {".json", ".jsonl", ".npy", ".npz", ".faiss"}
 
 
 def test_dense_search_equals_numpy_brute_force(sample_searcher):

@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .postings import BM25  # re-exported: BM25 lives with its postings files
 from .text import normalize, to_simplified
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,10 @@ def count_matrix(token_lists: Sequence[Sequence[str]], table: TermTable) -> Any:
 class LexicalIndex(Protocol):
     """The lexical leg as the searcher uses it: scores over chunk rows for a bag of term ids."""
 
-    n_docs: int
-    df: np.ndarray  # per term id: how many chunk rows hold it
+    n_docs: int  # live chunk rows
+
+    def document_frequency(self, t: int) -> int:
+        """How many live chunk rows hold term ``t``."""
 
     def scores(self, term_ids: Sequence[int]) -> np.ndarray:
         """One score per chunk row (0 where no term occurs)."""
@@ -132,52 +135,4 @@ class LexicalIndex(Protocol):
         """Best ``k`` (rows, scores) with a positive score, only rows where ``mask`` is True if given."""
 
 
-def counts_plus(data: np.ndarray, norm: np.ndarray) -> np.ndarray:
-    """``data + norm`` as float32, written into ``norm``."""
-    norm += data
-    return norm
-
-
-class BM25:
-    """Okapi BM25 (Lucene's idf) with weights precomputed per (term, chunk): a query is a row sum."""
-
-    def __init__(self, tf: Any, k1: float = 1.2, b: float = 0.75) -> None:  # tf: chunks × terms counts, any scipy.sparse
-        import scipy.sparse as sp
-
-        # float32 throughout, no per-entry int64 temporaries: at 1M chunks (~10^8 entries) the
-        # build peaks at about 3 copies of the count matrix and keeps one (the weights)
-        tf = sp.csr_matrix(tf)
-        n_docs = tf.shape[0]
-        counts = tf.data.astype(np.float32)
-        # a trailing 0 so that the empty rows at the end have a valid start
-        lengths = np.add.reduceat(np.append(counts, np.float32(0)), tf.indptr[:-1]) if n_docs else np.zeros(0, dtype=np.float32)
-        lengths[np.diff(tf.indptr) == 0] = 0  # reduceat repeats the next value for empty rows
-        avg = float(lengths.mean()) if n_docs else 1.0
-        df = np.bincount(tf.indices, minlength=tf.shape[1])
-        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
-        norm = (k1 * (1 - b + b * lengths / (avg or 1.0))).astype(np.float32)
-        weights = counts  # reused in place: counts → BM25 weight per (chunk, term)
-        weights *= np.float32(k1 + 1)
-        weights /= counts_plus(tf.data, np.repeat(norm, np.diff(tf.indptr)))
-        weights *= idf[tf.indices]
-        # term-major so that a query sums a few rows
-        self.weights = sp.csr_matrix((weights, tf.indices, tf.indptr), shape=tf.shape).T.tocsr()
-        self.n_docs = n_docs
-        self.df = df
-
-    def scores(self, term_ids: Sequence[int]) -> np.ndarray:
-        if not term_ids or self.n_docs == 0:
-            return np.zeros(self.n_docs, dtype=np.float32)
-        ids, counts = np.unique(np.asarray(term_ids), return_counts=True)
-        return np.asarray(self.weights[ids].T @ counts.astype(np.float32)).ravel()
-
-    def top(self, term_ids: Sequence[int], k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Best ``k`` (rows, scores) with a positive score, optionally only rows where ``mask`` is True."""
-        scores = self.scores(term_ids)
-        if mask is not None:
-            scores = np.where(mask, scores, 0.0)
-        positive = np.flatnonzero(scores > 0)
-        if len(positive) > k:
-            positive = positive[np.argpartition(-scores[positive], k - 1)[:k]]
-        order = positive[np.lexsort((positive, -scores[positive]))]
-        return order, scores[order]
+__all__ = ["BM25", "LexicalIndex", "TermTable", "Tokenizer", "corpus_vocabulary", "count_matrix"]

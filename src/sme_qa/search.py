@@ -86,15 +86,11 @@ class IndexView:
         self._places: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
 
-    @property
-    def _df(self) -> np.ndarray:
-        return self._state.bm25.df
-
     def idf(self, term: str) -> float:
         """BM25 idf of ``term`` over the chunks (a word the index never saw gets the highest)."""
         n = self._state.bm25.n_docs
         row = self._state.term_ids.get(term)
-        d = int(self._df[row]) if row is not None else 0
+        d = self._state.bm25.document_frequency(row) if row is not None else 0
         return math.log1p((n - d + 0.5) / (d + 0.5))
 
     def tokens(self, text: str) -> list[str]:
@@ -150,22 +146,33 @@ class Searcher:
         return state
 
     def _load(self) -> _State:
+        from concurrent.futures import ThreadPoolExecutor
+
         from .lexical import BM25, Tokenizer
 
         vectors = self.settings.vectors
         stamp = manifest_stamp(vectors)
-        for attempt in range(3):  # a concurrent indexer may remove the generation we are reading
-            try:
-                gen = load_generation(vectors, lazy=True)
-                break
-            except SmeQaError:
-                if attempt == 2 or manifest_stamp(vectors) == stamp:
-                    raise
-                stamp = manifest_stamp(vectors)
-        lex = gen.lexical
-        tokenizer = Tokenizer(lex["vocabulary"])
-        if gen.tables is not None:  # format 2: per-row ids without parsing the tables
-            doc_index = {d: i for i, d in enumerate(gen.tables["doc_ids"].tolist())}
+        with ThreadPoolExecutor(1) as pool:
+            # jieba's dictionary loads meanwhile (its C-free parts release the GIL little, but the
+            # FAISS read and the file reads below do): the manifest names the vocabulary
+            vocabulary = _vocabulary(vectors)
+            tokenizer_job = pool.submit(Tokenizer, vocabulary) if vocabulary is not None else None
+            for attempt in range(3):  # a concurrent indexer may remove the generation we are reading
+                try:
+                    gen = load_generation(vectors, lazy=True)
+                    break
+                except SmeQaError:
+                    if attempt == 2 or manifest_stamp(vectors) == stamp:
+                        raise
+                    stamp = manifest_stamp(vectors)
+            lex = gen.lexical
+            tokenizer = tokenizer_job.result() if tokenizer_job is not None else None
+        if tokenizer is None or tokenizer.vocabulary != sorted(set(lex["vocabulary"])):
+            tokenizer = Tokenizer(lex["vocabulary"])
+        if gen.tables is not None:  # formats 2 and 3: per-row ids without parsing the tables
+            doc_ids = gen.tables["doc_ids"].tolist()
+            live_docs = range(len(doc_ids)) if gen.live_docs is None else np.flatnonzero(gen.live_docs).tolist()
+            doc_index = {doc_ids[i]: i for i in live_docs}
             rows = gen.tables["chunk_doc"]
             dates = np.array(gen.tables["doc_dates"].tolist(), dtype=object)
             sources = np.array(gen.tables["doc_sources"].tolist(), dtype=object)
@@ -174,11 +181,12 @@ class Searcher:
             rows = np.array([doc_index[c["doc_id"]] for c in gen.chunks], dtype=np.int64)
             dates = np.array([d.get("date") or "" for d in gen.documents], dtype=object)
             sources = np.array([d.get("source") or "" for d in gen.documents], dtype=object)
-        bm25 = BM25(gen.tf, lex["k1"], lex["b"])
-        gen.tf = None  # the BM25 weights hold what is needed of the counts (and df): keep one copy
+        assert gen.lengths is not None
+        bm25 = BM25.from_segments(gen.postings, gen.lengths, gen.live, lex["k1"], lex["b"])
         row_of_vid = np.full(int(gen.vids.max()) + 1 if len(gen.vids) else 0, -1, dtype=np.int64)
-        row_of_vid[gen.vids] = np.arange(len(gen.vids))
-        log.info("loaded %s: %d documents, %d chunks", vectors, len(gen.documents), len(gen.chunks))
+        live_rows = np.arange(len(gen.vids)) if gen.live is None else np.flatnonzero(gen.live)
+        row_of_vid[gen.vids[live_rows]] = live_rows
+        log.info("loaded %s: %d documents, %d chunks", vectors, len(doc_index), len(live_rows))
         return _State(
             gen,
             stamp,
@@ -268,7 +276,8 @@ class Searcher:
         return Article.from_dict(state.generation.documents[row])
 
     def articles(self) -> list[Article]:
-        return [a for a in (self.article(d["id"]) for d in self.state.generation.documents) if a]
+        state = self.state
+        return [Article.from_dict(state.generation.documents[row]) for row in sorted(state.doc_index.values())]
 
     def view(self) -> IndexView:
         """The current generation's ``IndexView`` (for the reader)."""
@@ -363,7 +372,9 @@ class Searcher:
     def _dense(self, state: _State, question: str, depth: int, mask: np.ndarray | None) -> tuple[list[int], list[float]]:
         """The dense leg's best ``depth`` (rows, scores); a filter is applied inside the search."""
         query = self._embed_queries(state, [question])
-        allowed = None if mask is None else state.generation.vids[mask]
+        # removed rows' vectors are gone from the store: a mask that only hides them is no filter
+        filtered = mask is not None and mask is not state.generation.live
+        allowed = state.generation.vids[mask] if filtered else None
         scores, ids = state.dense.search(query, depth, allowed)
         pairs = [(int(state.row_of_vid[i]), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
         return [r for r, _ in pairs], [s for _, s in pairs]
@@ -465,9 +476,11 @@ def _check_question(question: str) -> str:
 
 
 def _filter_mask(state: _State, date_from: str | None, date_to: str | None, sources: Sequence[str] | None) -> np.ndarray | None:
+    """Which chunk rows may be returned (None: every live row); removed rows never are."""
+    live = state.generation.live
     if not (date_from or date_to or sources):
-        return None
-    mask = np.ones(len(state.chunk_dates), dtype=bool)
+        return live
+    mask = np.ones(len(state.chunk_dates), dtype=bool) if live is None else live.copy()
     dates = state.chunk_dates
     if date_from:
         mask &= np.array([bool(d) and d >= str(date_from) for d in dates])
@@ -477,6 +490,21 @@ def _filter_mask(state: _State, date_from: str | None, date_to: str | None, sour
         wanted = set(sources)
         mask &= np.array([s in wanted for s in state.chunk_sources])
     return mask
+
+
+def _vocabulary(vectors: Path) -> list[str] | None:
+    """The tokenizer vocabulary the live generation's lexical.json names (None if unreadable:
+    the load that follows reports what is wrong)."""
+    import json
+
+    from .store import read_manifest
+
+    try:
+        lexical = json.loads((vectors / read_manifest(vectors)["generation"] / "lexical.json").read_text(encoding="utf-8"))
+        words = lexical["vocabulary"]
+    except (SmeQaError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return words if isinstance(words, list) and all(isinstance(w, str) for w in words) else None
 
 
 _default: Searcher | None = None

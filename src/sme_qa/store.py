@@ -1,31 +1,12 @@
-"""The on-disk index: a manifest plus plain files, written atomically, read with checks.
+"""Writing the on-disk index: a new generation, fsynced, committed by replacing the manifest.
 
-Layout of a vectors directory::
-
-    vectors/
-      manifest.json          the commit point: names the live generation, model, counts, hashes
-      g-<stamp>/             one generation, never modified after it is written
-        index.faiss          the vector store (FAISS: flat, IVF or HNSW under chunk ids ``vid``)
-        chunks.jsonl         one chunk a line (its ``vid`` names its vector)
-        documents.jsonl      one article a line (metadata and clean paragraphs)
-        rows.npz             line offsets and per-row ids of both tables (read without parsing them)
-        lexical.npz          chunk × term counts (CSR) for BM25
-        lexical.json         term list, tokenizer vocabulary and BM25 parameters
-      .lock                  held (flock) by the one indexer allowed at a time
-
-A writer builds a new generation directory, fsyncs it, then ``os.replace``s
-``manifest.json``; older generations are removed afterwards.  A crash at any moment
-leaves the previous manifest pointing at a complete generation; a failed write (full
-disk, no permission) removes the partial generation at once.  No pickle anywhere.
-
-A reader checks every file of the generation against the manifest and the others; any
-missing, truncated or inconsistent file is an ``IndexDamagedError`` naming the index and
-the command that rebuilds it.
-
-Format 2 (this version) stores vectors under stable chunk ids (``vid``), so an update
-adds and removes rows of the vector store in place (:mod:`sme_qa.vector_store`); an
-index of format 1 (row i is vector i) is still read, and the next ``sme-qa index``
-writes it again as format 2.
+The layout is described in :mod:`sme_qa.generation` (which reads it).  A writer builds a
+new generation directory, fsyncs it, then ``os.replace``s ``manifest.json``; older
+generations are removed afterwards.  A crash at any moment leaves the previous manifest
+pointing at a complete generation; a failed write (full disk, no permission) removes the
+partial generation at once.  A patch (``write_patch``) links the previous generation's
+base files into the new one (hard links: nothing is copied, and removing the old
+generation leaves them) and writes only the delta.  No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -36,55 +17,71 @@ import fcntl
 import json
 import logging
 import os
-import re
 import shutil
 import time
-import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
-from .errors import (
-    IndexDamagedError,
-    IndexLockedError,
-    IndexMismatchError,
-    IndexMissingError,
-    IndexWriteError,
+from .errors import IndexLockedError, IndexWriteError
+from .generation import (
+    DELTA_FILES,
+    FORMAT_VERSION,
+    GENERATION_FILES,
+    MANIFEST,
+    READABLE_FORMATS,
+    Generation,
+    RowVectors,
+    all_vectors,
+    chunk_vids,
+    damaged,
+    load_generation,
+    manifest_stamp,
+    read_jsonl,
+    read_manifest,
+    salvage_vectors,
+    short,
+    store_backend,
 )
-from .tables import ROWS_FILE, LazyRows, read_row_arrays, row_arrays
-from .vector_store import VectorStore, new_store, open_store
+from .postings import write_postings
+from .tables import ROWS_FILE, row_arrays
+from .vector_store import VectorStore, new_store
+
+__all__ = [
+    "DELTA_FILES",
+    "FORMAT_VERSION",
+    "GENERATION_FILES",
+    "MANIFEST",
+    "READABLE_FORMATS",
+    "Generation",
+    "RowVectors",
+    "all_vectors",
+    "build_faiss",
+    "chunk_vids",
+    "damaged",
+    "index_lock",
+    "load_generation",
+    "manifest_stamp",
+    "read_jsonl",
+    "read_manifest",
+    "remove_stale",
+    "resolve_kind",
+    "salvage_vectors",
+    "store_backend",
+    "write_generation",
+    "write_patch",
+]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
-MANIFEST = "manifest.json"
 # Above this many vectors ``--index auto`` chooses IVF (updated in place; HNSW cannot
 # delete): exact search costs ~16 ms at 100k and ~230 ms at 1M vectors on 2 cores
 # (bench/bench_retrieval.py, bench/bench_scale.py).
 ANN_THRESHOLD = 200_000
-GENERATION_FILES = ("index.faiss", "chunks.jsonl", "documents.jsonl", "rows.npz", "lexical.npz", "lexical.json")
-_FORMAT_1_FILES = tuple(f for f in GENERATION_FILES if f != ROWS_FILE)
-_GENERATION_NAME = re.compile(r"g-[\w-]+")
-# What the readers use; a manifest or row without one of these is damaged, not merely old.
-_MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
-    "generation": str,
-    "config": dict,
-    "fingerprint": str,
-    "dimension": int,
-    "counts": dict,
-    "sources": dict,
-}
-_CHUNK_KEYS = frozenset({"id", "doc_id", "text", "hash", "input_hash", "lexical_hash", "paragraphs", "start", "end"})
-_SOURCE_KEYS = frozenset({"size", "mtime_ns", "sha1", "docs"})
-_DOCUMENT_KEYS = frozenset({"id", "title", "paragraphs"})
-_LEXICAL_KEYS: dict[str, type | tuple[type, ...]] = {"terms": list, "vocabulary": list, "k1": (int, float), "b": (int, float)}
-# Everything reading a damaged file can raise (numpy, scipy, zipfile, faiss and json included).
-_READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError, zipfile.BadZipFile)
+_short = short
 
 
 # ---------------------------------------------------------------- vector index
@@ -106,35 +103,7 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto", ids: np.ndarray | None 
     return new_store("faiss", dim, resolve_kind(kind, n), vectors, ids)
 
 
-class RowVectors:
-    """A generation's vectors in chunk-row order (what ``all_vectors`` reads)."""
-
-    def __init__(self, store: VectorStore, vids: np.ndarray) -> None:
-        self.store, self.vids = store, vids
-
-    @property
-    def ntotal(self) -> int:
-        return self.store.ntotal
-
-    @property
-    def d(self) -> int:
-        return self.store.dimension
-
-
-def all_vectors(rows: RowVectors | VectorStore) -> np.ndarray:
-    """Every stored vector, bit-identical, in chunk-row order (for reuse on re-indexing)."""
-    if isinstance(rows, RowVectors):
-        return rows.store.vectors(rows.vids)
-    return rows.vectors(np.sort(rows.ids()))
-
-
 # ---------------------------------------------------------------- files
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    # orjson: a million rows parse in seconds, not tens of seconds
-    with path.open("rb") as fh:
-        return [orjson.loads(line) for line in fh if line.strip()]
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -142,214 +111,6 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("wb") as fh:
         for lo in range(0, len(rows), 10_000):
             fh.write(b"".join(orjson.dumps(row) + b"\n" for row in rows[lo : lo + 10_000]))
-
-
-def read_manifest(vectors: Path) -> dict[str, Any]:
-    """The manifest of ``vectors``; typed errors say what to run when it is missing or too new."""
-    path = Path(vectors) / MANIFEST
-    if not path.is_file():
-        raise IndexMissingError(f"no index in {vectors}/: run `sme-qa index --vectors {vectors}` to build one")
-    try:
-        manifest = orjson.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise damaged(vectors, f"{MANIFEST} is unreadable ({_short(exc)})") from None
-    if not isinstance(manifest, dict):
-        raise damaged(vectors, f"{MANIFEST} is not a JSON object")
-    version = manifest.get("format")
-    if version not in READABLE_FORMATS:
-        newer = isinstance(version, int) and version > FORMAT_VERSION
-        raise IndexMismatchError(
-            f"{path} has index format {version}, this sme-qa reads formats {', '.join(map(str, READABLE_FORMATS))}: "
-            + ("upgrade sme-qa" if newer else f"run `sme-qa index --rebuild --vectors {vectors}`")
-        )
-    for key, kind in _MANIFEST_KEYS.items():
-        if not isinstance(manifest.get(key), kind):
-            raise damaged(vectors, f"{MANIFEST} lacks {key!r}" if key not in manifest else f"{MANIFEST} has a bad {key!r}")
-    if not _GENERATION_NAME.fullmatch(manifest["generation"]):
-        raise damaged(vectors, f"{MANIFEST} names no valid generation ({manifest['generation'][:40]!r})")
-    if not isinstance(manifest["config"].get("model"), str):
-        raise damaged(vectors, f"{MANIFEST} names no model")
-    if not all(isinstance(v, dict) and v.keys() >= _SOURCE_KEYS for v in manifest["sources"].values()):
-        raise damaged(vectors, f"{MANIFEST} has source entries without size, time, hash or articles")
-    return manifest
-
-
-def damaged(vectors: Path, what: str) -> IndexDamagedError:
-    """The one-line error for a damaged index: which index, what is wrong, what to run."""
-    return IndexDamagedError(
-        f"the index in {vectors}/ is damaged: {what}; run `sme-qa index --vectors {vectors}` to rebuild it from the corpus"
-    )
-
-
-def _short(exc: BaseException) -> str:
-    """An exception as a short phrase on one line (faiss messages span a C++ stack)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "…"
-
-
-def manifest_stamp(vectors: Path) -> tuple[int, int] | None:
-    """(mtime_ns, size) of the manifest, to notice a rebuild by another process cheaply."""
-    try:
-        st = (Path(vectors) / MANIFEST).stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-@dataclass
-class Generation:
-    """Everything one committed index holds, loaded into memory."""
-
-    manifest: dict[str, Any]
-    store: VectorStore
-    chunks: Sequence[dict[str, Any]]  # a list, or LazyRows when loaded lazily
-    documents: Sequence[dict[str, Any]]
-    tf: Any  # scipy.sparse.csr_matrix, chunks × terms
-    lexical: dict[str, Any]
-    vids: np.ndarray  # chunk row → its id in the vector store
-    tables: dict[str, np.ndarray] | None = None  # rows.npz (format 2)
-
-    @property
-    def index(self) -> RowVectors:
-        """The vectors in chunk-row order (``.ntotal``, ``.d``; ``all_vectors`` reads them)."""
-        return RowVectors(self.store, self.vids)
-
-
-def store_backend(manifest: dict[str, Any]) -> str:
-    described = manifest.get("vector_store")
-    return str(described.get("backend", "faiss")) if isinstance(described, dict) else "faiss"
-
-
-def chunk_vids(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> np.ndarray:
-    """Each chunk row's vector id: its ``vid`` (format 2) or its row number (format 1)."""
-    if manifest.get("format") == 1:
-        return np.arange(len(chunks), dtype=np.int64)
-    return np.fromiter((c["vid"] for c in chunks), dtype=np.int64, count=len(chunks))
-
-
-def load_generation(vectors: Path, *, lazy: bool = False) -> Generation:
-    """The committed generation; ``lazy``: the chunk and document tables are memory-mapped and
-    parsed row by row when read (what a searcher wants), not parsed whole (what the indexer wants)."""
-    import scipy.sparse as sp
-
-    vectors = Path(vectors)
-    manifest = read_manifest(vectors)
-    gdir = vectors / manifest["generation"]
-    legacy = manifest.get("format") == 1
-    current = None
-    tables = None
-    chunks: Sequence[dict[str, Any]]
-    documents: Sequence[dict[str, Any]]
-    try:
-        for current in _FORMAT_1_FILES if legacy else GENERATION_FILES:
-            if not (gdir / current).is_file():
-                raise damaged(vectors, f"{gdir.name}/{current} is missing")
-        current = "index.faiss"
-        described = manifest.get("vector_store")
-        store = open_store(store_backend(manifest), gdir / current, described if isinstance(described, dict) else None)
-        if not legacy:
-            current = ROWS_FILE
-            tables = read_row_arrays(gdir / current)
-        if tables is not None and lazy:
-            current = "chunks.jsonl"
-            chunks = LazyRows(gdir / current, tables["chunk_offsets"])
-            current = "documents.jsonl"
-            documents = LazyRows(gdir / current, tables["doc_offsets"])
-            vids = tables["vids"]
-        else:
-            current = "chunks.jsonl"
-            chunks = read_jsonl(gdir / current)
-            vids = chunk_vids(manifest, chunks)
-            current = "documents.jsonl"
-            documents = read_jsonl(gdir / current)
-        current = "lexical.npz"
-        tf = sp.load_npz(gdir / current).tocsr()
-        current = "lexical.json"
-        lexical = json.loads((gdir / current).read_text(encoding="utf-8"))
-        current = "chunks.jsonl"
-        problem = _table_inconsistency(gdir, tables, chunks, documents, vids) if tables is not None else None
-        problem = problem or _inconsistency(manifest, store, vids, chunks, documents, tf, lexical, rows=not isinstance(chunks, LazyRows))
-    except IndexDamagedError:
-        raise
-    except _READ_ERRORS as exc:
-        raise damaged(vectors, f"{gdir.name}/{current} is unreadable ({_short(exc)})") from None
-    if problem:
-        raise damaged(vectors, f"{gdir.name}: {problem}")
-    return Generation(manifest, store, chunks, documents, tf, lexical, vids, tables)
-
-
-def _table_inconsistency(
-    gdir: Path, tables: dict[str, np.ndarray], chunks: Sequence[dict[str, Any]], documents: Sequence[dict[str, Any]], vids: np.ndarray
-) -> str | None:
-    """What makes rows.npz disagree with the two tables (sizes, counts, ids), or None."""
-    for name, rows, offsets in (("chunks.jsonl", chunks, tables["chunk_offsets"]), ("documents.jsonl", documents, tables["doc_offsets"])):
-        if len(offsets) != len(rows) + 1 or int(offsets[-1]) != (gdir / name).stat().st_size:
-            return f"{name} and {ROWS_FILE} disagree (size or number of rows)"
-    if len(tables["vids"]) != len(chunks) or not np.array_equal(tables["vids"], vids):
-        return f"chunks.jsonl and {ROWS_FILE} name different vector ids"
-    n_docs = len(documents)
-    if len(tables["chunk_doc"]) != len(chunks) or any(len(tables[k]) != n_docs for k in ("doc_ids", "doc_dates", "doc_sources")):
-        return f"{ROWS_FILE} has arrays of the wrong length"
-    if len(chunks) and not (tables["chunk_doc"].min() >= 0 and tables["chunk_doc"].max() < n_docs):
-        return f"{ROWS_FILE} names document rows that documents.jsonl does not hold"
-    for rows, keys in ((chunks, _CHUNK_KEYS), (documents, _DOCUMENT_KEYS)):
-        for j in {0, len(rows) - 1} if len(rows) else ():  # the first and the last row, parsed
-            if not (isinstance(rows[j], dict) and rows[j].keys() >= keys):
-                return "chunks.jsonl or documents.jsonl has rows without their fields"
-    return None
-
-
-def salvage_vectors(vectors: Path) -> tuple[str, str, dict[str, np.ndarray]] | None:
-    """(model, fingerprint, input hash → vector) from a damaged generation whose vectors and chunk
-    table still agree, so rebuilding it does not embed those chunks again; None when they do not."""
-    try:
-        manifest = json.loads((Path(vectors) / MANIFEST).read_text(encoding="utf-8"))
-        name, model, fingerprint = manifest["generation"], manifest["config"]["model"], manifest["fingerprint"]
-        if not (isinstance(name, str) and _GENERATION_NAME.fullmatch(name) and isinstance(fingerprint, str)):
-            return None
-        store = open_store(store_backend(manifest), Path(vectors) / name / "index.faiss", manifest.get("vector_store"))
-        chunks = read_jsonl(Path(vectors) / name / "chunks.jsonl")
-        if store.ntotal != len(chunks) or store.dimension != manifest.get("dimension"):
-            return None
-        rows = store.vectors(chunk_vids(manifest, chunks))
-        return model, fingerprint, {c["input_hash"]: v for c, v in zip(chunks, rows)}
-    except _READ_ERRORS:
-        return None
-
-
-def _inconsistency(
-    manifest: dict[str, Any],
-    store: VectorStore,
-    vids: np.ndarray,
-    chunks: Sequence[dict[str, Any]],
-    documents: Sequence[dict[str, Any]],
-    tf: Any,
-    lexical: dict[str, Any],
-    *,
-    rows: bool = True,
-) -> str | None:
-    """What makes the loaded files unusable together, or None (``rows``: check every table row too)."""
-    if store.dimension != manifest["dimension"]:
-        return f"index.faiss has dimension {store.dimension}, the manifest says {manifest['dimension']}"
-    if store.ntotal != len(chunks) or tf.shape[0] != len(chunks):
-        return (
-            f"index.faiss holds {store.ntotal} vectors, chunks.jsonl {len(chunks)} chunks and lexical.npz {tf.shape[0]} rows: they disagree"
-        )
-    if manifest.get("format") != 1 and not np.array_equal(np.sort(vids), np.sort(store.ids())):
-        return "chunks.jsonl and index.faiss name different vector ids"
-    if rows:
-        if not all(isinstance(c, dict) and c.keys() >= _CHUNK_KEYS for c in chunks):
-            return "chunks.jsonl has rows without the fields of a chunk"
-        if not all(isinstance(d, dict) and d.keys() >= _DOCUMENT_KEYS for d in documents):
-            return "documents.jsonl has rows without the fields of an article"
-        ids = {d["id"] for d in documents}
-        if not all(c["doc_id"] in ids for c in chunks):
-            return "chunks.jsonl names articles that documents.jsonl does not hold"
-    if not isinstance(lexical, dict) or not all(isinstance(lexical.get(k), t) for k, t in _LEXICAL_KEYS.items()):
-        return "lexical.json lacks the term list, vocabulary or BM25 parameters"
-    if tf.shape[1] != len(lexical["terms"]):
-        return f"lexical.npz has {tf.shape[1]} terms, lexical.json {len(lexical['terms'])}"
-    return None
 
 
 # ---------------------------------------------------------------- writing
@@ -450,49 +211,106 @@ def write_generation(
     """
     import scipy.sparse as sp
 
-    vectors = Path(vectors)
+    manifest = {**manifest, "vector_store": store.describe()}
+    manifest.pop("delta", None)
+    lexical_text = json.dumps(lexical, ensure_ascii=False)
+
+    def write(gdir: Path, at: list[Path]) -> None:
+        at[0] = gdir / "index.faiss"
+        write_faiss(store, at[0])
+        at[0] = gdir / "chunks.jsonl"
+        write_jsonl(at[0], chunks)
+        at[0] = gdir / "documents.jsonl"
+        write_jsonl(at[0], documents)
+        at[0] = gdir / ROWS_FILE
+        np.savez(at[0], allow_pickle=False, **row_arrays(chunks, documents, gdir / "chunks.jsonl", gdir / "documents.jsonl"))
+        at[0] = gdir / "lexical.indptr.npy"
+        write_postings(gdir, sp.csr_matrix(tf))
+        at[0] = gdir / "lexical.json"
+        at[0].write_text(lexical_text, encoding="utf-8")
+
+    needed = estimate_bytes(store, chunks, documents, tf, len(lexical_text.encode()))
+    return _commit(Path(vectors), manifest, needed, write)
+
+
+def write_patch(
+    vectors: Path,
+    manifest: dict[str, Any],
+    base: Path,
+    chunks: list[dict[str, Any]],
+    documents: list[dict[str, Any]],
+    arrays: dict[str, np.ndarray],
+    lexical: dict[str, Any],
+) -> dict[str, Any]:
+    """Commit a generation made of ``base``'s files (hard links) and a new delta: ``chunks`` and
+    ``documents`` (the delta rows) and ``arrays`` (delta.npz less the row arrays, which are made
+    here).  Call under index_lock; fails like ``write_generation``."""
+    lexical_text = json.dumps(lexical, ensure_ascii=False)
+
+    def write(gdir: Path, at: list[Path]) -> None:
+        for name in GENERATION_FILES:
+            if name == "lexical.json":
+                continue
+            at[0] = gdir / name
+            try:
+                os.link(base / name, at[0])
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+                    raise
+                shutil.copyfile(base / name, at[0])  # a file system without hard links
+        at[0] = gdir / "delta.chunks.jsonl"
+        write_jsonl(at[0], chunks)
+        at[0] = gdir / "delta.documents.jsonl"
+        write_jsonl(at[0], documents)
+        at[0] = gdir / "delta.npz"
+        rows = row_arrays(chunks, documents, gdir / "delta.chunks.jsonl", gdir / "delta.documents.jsonl")
+        np.savez(at[0], allow_pickle=False, **rows, **arrays)
+        at[0] = gdir / "lexical.json"
+        at[0].write_text(lexical_text, encoding="utf-8")
+
+    size = sum(a.nbytes for a in arrays.values()) + len(lexical_text.encode())
+    for rows in (chunks, documents):
+        size += sum(len(orjson.dumps(r)) + 1 for r in rows[:200]) * len(rows) // max(1, min(len(rows), 200))
+    return _commit(Path(vectors), manifest, int(size * 1.1) + 64 * 1024, write, synced=DELTA_FILES + ("lexical.json",))
+
+
+def _commit(
+    vectors: Path, manifest: dict[str, Any], needed: int, write: Any, synced: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Make a generation directory, ``write(gdir, at)`` its files (``at[0]``: the path being
+    written, for the error), fsync them (``synced``: only these; linked files are durable
+    already), then commit the manifest naming it."""
     name = f"g-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     gdir = vectors / name
-    manifest = {"format": FORMAT_VERSION, "generation": name, **manifest, "vector_store": store.describe()}
+    manifest = {"format": FORMAT_VERSION, **manifest, "generation": name}
     manifest_text = orjson.dumps(manifest, option=orjson.OPT_INDENT_2).decode("utf-8")
-    lexical_text = json.dumps(lexical, ensure_ascii=False)
-    needed = estimate_bytes(store, chunks, documents, tf, len(manifest_text.encode()) + len(lexical_text.encode()))
+    needed += len(manifest_text.encode())
     with contextlib.suppress(OSError):
         if shutil.disk_usage(vectors).free < needed:
             raise write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), vectors, gdir, needed)
     tmp = vectors / f".{MANIFEST}.{os.getpid()}.tmp"
-    path: Path = gdir
+    at = [gdir]
     try:
         gdir.mkdir(parents=True)
-        path = gdir / "index.faiss"
-        write_faiss(store, path)
-        path = gdir / "chunks.jsonl"
-        write_jsonl(path, chunks)
-        path = gdir / "documents.jsonl"
-        write_jsonl(path, documents)
-        path = gdir / ROWS_FILE
-        np.savez(path, allow_pickle=False, **row_arrays(chunks, documents, gdir / "chunks.jsonl", gdir / "documents.jsonl"))
-        path = gdir / "lexical.npz"
-        sp.save_npz(path, tf.tocsr(), compressed=False)
-        path = gdir / "lexical.json"
-        path.write_text(lexical_text, encoding="utf-8")
-        for path in sorted(gdir.iterdir()):
+        write(gdir, at)
+        for path in sorted(gdir.iterdir()) if synced is None else [gdir / n for n in synced]:
+            at[0] = path
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
-        path = gdir
+        at[0] = gdir
         _fsync_dir(gdir)
-        path = tmp
+        at[0] = tmp
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(manifest_text)
             fh.flush()
             os.fsync(fh.fileno())
-        path = vectors / MANIFEST
-        os.replace(tmp, path)
+        at[0] = vectors / MANIFEST
+        os.replace(tmp, at[0])
     except OSError as exc:
         shutil.rmtree(gdir, ignore_errors=True)
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise write_error(exc, vectors, path, needed) from None
+        raise write_error(exc, vectors, at[0], needed) from None
     with contextlib.suppress(OSError):  # committed: a failing directory fsync cannot undo that
         _fsync_dir(vectors)
     remove_stale(vectors, keep=name)

@@ -22,7 +22,7 @@ from typing import Any, overload
 import numpy as np
 import orjson
 
-__all__ = ["ROWS_FILE", "ROW_ARRAYS", "LazyRows", "line_offsets", "read_row_arrays", "row_arrays"]
+__all__ = ["ROWS_FILE", "ROW_ARRAYS", "ConcatRows", "LazyRows", "line_offsets", "read_row_arrays", "row_arrays"]
 
 ROWS_FILE = "rows.npz"
 ROW_ARRAYS = ("chunk_offsets", "doc_offsets", "vids", "chunk_doc", "doc_ids", "doc_dates", "doc_sources")
@@ -60,6 +60,37 @@ class LazyRows(Sequence[dict[str, Any]]):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for j in range(len(self)):
             yield self[j]
+
+
+class ConcatRows(Sequence[dict[str, Any]]):
+    """Several row sequences read as one (the base table, then the rows added since)."""
+
+    def __init__(self, parts: Sequence[Sequence[dict[str, Any]]]) -> None:
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        j = int(i) + n if i < 0 else int(i)
+        if not 0 <= j < n:
+            raise IndexError(f"row {i} of {n}")
+        part = int(np.searchsorted(self.starts, j, side="right")) - 1
+        return self.parts[part][j - int(self.starts[part])]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for part in self.parts:
+            yield from part
 
 
 def line_offsets(path: Path) -> np.ndarray:
