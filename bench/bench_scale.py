@@ -129,7 +129,7 @@ def build_base(
     from sme_qa.chunking import ChunkSettings, chunk_article
     from sme_qa.corpus import read_source, scan
     from sme_qa.embedding import local_fingerprint
-    from sme_qa.indexing import _config, _doc_chunk_hashes, _file_sha1, _sha1, article_hash, embed_input, lexical_input, pipeline_versions
+    from sme_qa.indexing import _config, _file_sha1, _sha1, article_hash, doc_hashes, embed_input, lexical_input, pipeline_versions
     from sme_qa.lexical import TermTable, Tokenizer, corpus_vocabulary, count_matrix
     from sme_qa.settings import Settings
     from sme_qa.store import index_lock, resolve_kind, write_generation
@@ -208,7 +208,7 @@ def build_base(
         "updated_in_place": False,
         "counts": {"documents": len(docs), "chunks": n, "terms": n_terms},
         "sources": sources,
-        "documents": _doc_chunk_hashes(docs, chunk_rows),
+        "documents": doc_hashes(docs),
     }
     lexical = {"terms": table.terms, "vocabulary": sorted(vocabulary), **config["lexical"]}
     with index_lock(vectors):

@@ -126,7 +126,7 @@ REPAIR_CASES = [
     "index.faiss:truncated",
     "chunks.jsonl:garbage",
     "documents.jsonl:missing",
-    "lexical.npz:truncated",
+    "lexical.rows.npy:truncated",
     "lexical.json:wrong-shape",
     "only-format",
     "no-fingerprint",
@@ -163,7 +163,7 @@ def test_plain_index_repairs_a_damaged_index_saying_so(tiny, case, caplog):
 
 def test_cli_says_damaged_then_plain_index_repairs(tiny):
     corpus, vectors = tiny
-    _damage_file(generation(vectors), "lexical.npz", "truncated")
+    _damage_file(generation(vectors), "lexical.rows.npy", "truncated")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
     def cli(*args):
@@ -172,7 +172,7 @@ def test_cli_says_damaged_then_plain_index_repairs(tiny):
     broken = cli("search", QUESTION, "--vectors", str(vectors))
     assert broken.returncode == 1
     assert broken.stderr.count("\n") == 1 and broken.stderr.startswith(f"sme-qa: the index in {vectors}/ is damaged")
-    assert "lexical.npz" in broken.stderr and "Traceback" not in broken.stderr
+    assert "lexical.rows.npy" in broken.stderr and "Traceback" not in broken.stderr
     fixed = cli("index", "--corpus", str(corpus), "--vectors", str(vectors))
     assert fixed.returncode == 0, fixed.stderr
     assert fixed.stderr.count("is damaged") == 1 and "rebuilding it now" in fixed.stderr
@@ -210,7 +210,7 @@ def test_disk_full_mid_write_is_one_line_and_the_retry_embeds_nothing(tiny, monk
     real_write = store.write_jsonl
 
     def full_disk(path, rows):
-        if path.name == "documents.jsonl":
+        if path.name.endswith("documents.jsonl"):  # the base table or the delta's
             path.write_text('{"half": ', encoding="utf-8")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real_write(path, rows)
@@ -253,13 +253,13 @@ def test_unwritable_index_is_one_line_with_the_path(tiny, monkeypatch, code, sai
     before = _leftovers(vectors)
     (corpus / "c.md").write_text(NEW, encoding="utf-8")
 
-    def refuse(index, path):
+    def refuse(path, rows):
         raise OSError(code, os.strerror(code), str(path))
 
-    monkeypatch.setattr(store, "write_faiss", refuse)
+    monkeypatch.setattr(store, "write_jsonl", refuse)  # the update writes a delta (no index.faiss)
     with pytest.raises(IndexWriteError) as err:
         build_index(corpus, vectors)
-    assert said in str(err.value) and "index.faiss" in str(err.value) and "\n" not in str(err.value)
+    assert said in str(err.value) and "delta.chunks.jsonl" in str(err.value) and "\n" not in str(err.value)
     assert _leftovers(vectors) == before
 
 

@@ -134,7 +134,7 @@ def _searcher(vectors: Path) -> Searcher:
 def test_one_article_edited_and_one_deleted_change_only_their_rows(ivf_copy):
     corpus, vectors = ivf_copy
     before = load_generation(vectors)
-    assert before.manifest["vector_store"]["nlist"] > 1 and before.manifest["format"] == 2
+    assert before.manifest["vector_store"]["nlist"] > 1 and before.manifest["format"] == 3
     (corpus / "a010.md").write_text(_article(10, version=1), encoding="utf-8")
     (corpus / "a020.md").unlink()
     embedder = HashEmbedder()
@@ -183,13 +183,16 @@ def test_growth_past_the_factor_retrains_and_changing_the_type_embeds_nothing(iv
 _KILLABLE = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[4])
+import sme_qa.patching as patching
 import sme_qa.store as store
 from hash_embedder import HashEmbedder
 from sme_qa.chunking import ChunkSettings
 from sme_qa.indexing import build_index
 
 point = sys.argv[3]
-real_write_faiss, real_replace = store.write_faiss, os.replace
+real_write_faiss, real_write_jsonl, real_replace = store.write_faiss, store.write_jsonl, os.replace
+if point == "mid-vectors":  # a delta past the compaction share: the whole index is written again
+    patching.COMPACT_MIN, patching.COMPACT_SHARE = 0, 0.0
 def write_faiss(vstore, path):
     if point == "mid-vectors":
         with open(path, "wb") as fh:
@@ -197,19 +200,28 @@ def write_faiss(vstore, path):
             fh.flush()
         os.kill(os.getpid(), signal.SIGKILL)
     real_write_faiss(vstore, path)
+def write_jsonl(path, rows):
+    if point == "mid-delta" and path.name == "delta.chunks.jsonl":
+        with path.open("w") as fh:
+            fh.write('{"half": ')
+            fh.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_write_jsonl(path, rows)
 def replace(src, dst):
     if point == "before-commit" and str(dst).endswith("manifest.json"):
         os.kill(os.getpid(), signal.SIGKILL)
     real_replace(src, dst)
-store.write_faiss = write_faiss
+store.write_faiss, store.write_jsonl = write_faiss, write_jsonl
 store.os.replace = replace
 build_index(sys.argv[1], sys.argv[2], embedder=HashEmbedder(), index_type="ivf", chunking=ChunkSettings(max_chars=120, min_chars=20))
 """
 
 
-@pytest.mark.parametrize("point", ["mid-vectors", "before-commit"])
+@pytest.mark.parametrize("point", ["mid-delta", "before-commit", "mid-vectors"])
 def test_sigkill_during_an_in_place_update_leaves_the_previous_index(ivf_copy, point):
     corpus, vectors = ivf_copy
+    (corpus / "a011.md").write_text(_article(11, version=1), encoding="utf-8")
+    assert _index(corpus, vectors).written and read_manifest(vectors).get("delta")  # a patch: a delta over the base
     before = read_manifest(vectors)["generation"]
     (corpus / "a010.md").write_text(_article(10, version=1), encoding="utf-8")
     proc = subprocess.run([sys.executable, "-c", _KILLABLE, str(corpus), str(vectors), point, str(TESTS)], check=False)
@@ -232,11 +244,14 @@ def test_an_index_of_format_1_loads_and_the_next_index_upgrades_it(ivf_copy):
     plain = faiss.IndexFlatIP(gen.store.dimension)
     plain.add(all_vectors(gen.index))
     faiss.write_index(plain, str(gdir / "index.faiss"))
+    import scipy.sparse as sp
+
+    sp.save_npz(gdir / "lexical.npz", gen.tf, compressed=False)  # chunk-major counts, as formats 1 and 2 kept them
     rows = [json.loads(line) for line in (gdir / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
     (gdir / "chunks.jsonl").write_text(
         "".join(json.dumps({k: v for k, v in r.items() if k != "vid"}, ensure_ascii=False) + "\n" for r in rows)
     )
-    for key in ("vector_store", "next_vid", "updated_in_place"):
+    for key in ("vector_store", "next_vid", "updated_in_place", "files"):
         manifest.pop(key)
     manifest.update(format=1, index_type="flat")
     manifest["config"]["index_type"] = "ivf"
@@ -247,7 +262,7 @@ def test_an_index_of_format_1_loads_and_the_next_index_upgrades_it(ivf_copy):
     _index(corpus, vectors, embedder)
     assert embedder.embedded == PARAGRAPHS
     upgraded = read_manifest(vectors)
-    assert upgraded["format"] == 2 and upgraded["index_type"] == "ivf" and upgraded["updated_in_place"] is False
+    assert upgraded["format"] == 3 and upgraded["index_type"] == "ivf" and upgraded["updated_in_place"] is False
     assert _searcher(vectors).retrieve(_paragraph(10, 104), 1)[0].text == _paragraph(10, 104)
 
 

@@ -218,7 +218,7 @@ class Generation:
         return RowVectors(self.store, self.vids if self.live is None else self.vids[self.live])
 
 
-def chunk_vids(manifest: dict[str, Any], chunks: list[dict[str, Any]]) -> np.ndarray:
+def chunk_vids(manifest: dict[str, Any], chunks: Sequence[dict[str, Any]]) -> np.ndarray:
     """Each chunk row's vector id: its ``vid`` (format 2) or its row number (format 1)."""
     if manifest.get("format") == 1:
         return np.arange(len(chunks), dtype=np.int64)
@@ -247,9 +247,13 @@ def load_generation(vectors: Path, *, lazy: bool = False, with_store: bool = Tru
     gdir = vectors / manifest["generation"]
     current = None
     try:
+        sizes = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
         for current in generation_files(manifest):
             if not (gdir / current).is_file():
                 raise damaged(vectors, f"{gdir.name}/{current} is missing")
+            size = (gdir / current).stat().st_size
+            if current in sizes and sizes[current] != size:
+                raise damaged(vectors, f"{gdir.name}/{current} has {size} bytes, the manifest says {sizes[current]}")
         gen = _read(vectors, gdir, manifest, lazy, with_store)
     except IndexDamagedError:
         raise
@@ -308,7 +312,7 @@ def _read(vectors: Path, gdir: Path, manifest: dict[str, Any], lazy: bool, with_
         else:
             step("chunks.jsonl")
             base_chunks = read_jsonl(gdir / name)
-            base_vids = chunk_vids(manifest, base_chunks)  # type: ignore[arg-type]
+            base_vids = chunk_vids(manifest, base_chunks)
             step("documents.jsonl")
             base_docs = read_jsonl(gdir / name)
         if version != 3:
@@ -355,7 +359,7 @@ def _apply_delta(vectors: Path, gdir: Path, gen: Generation, delta: dict[str, np
         raise damaged(vectors, f"{gdir.name}: delta.chunks.jsonl and delta.npz disagree")
     if len(docs) != len(delta["doc_ids"]) or (len(chunks) and int(delta["chunk_doc"].max(initial=0)) >= len(docs)):
         raise damaged(vectors, f"{gdir.name}: delta.documents.jsonl and delta.npz disagree")
-    if len(delta["dead_docs"]) and not (0 <= int(delta["dead_docs"].min()) and int(delta["dead_docs"].max()) < nd):
+    if len(delta["dead_docs"]) and not (int(delta["dead_docs"].min()) >= 0 and int(delta["dead_docs"].max()) < nd):
         raise damaged(vectors, f"{gdir.name}: delta.npz removes documents the base does not hold")
     live_docs = np.ones(nd + len(docs), dtype=bool)
     live_docs[delta["dead_docs"]] = False

@@ -14,24 +14,37 @@ its previously indexed articles, with a warning.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import chunking as _chunking
-from . import cleaning as _cleaning
 from . import lexical as _lexical
 from ._version import __version__
-from .chunking import ChunkSettings, chunk_article
+from .chunking import ChunkSettings
 from .corpus import Skipped, SourceFile, read_source, scan
 from .errors import IndexDamagedError, IndexWriteError, InputFileError, SmeQaError
+from .index_parts import (
+    CACHE_SLICE,
+    TITLE_CONTEXT,
+    IndexSummary,
+    _config,
+    _content_config,
+    _file_sha1,
+    _prev_sha1,
+    _sha1,
+    article_hash,
+    doc_hashes,
+    embed_input,
+    embed_missing,
+    lexical_input,
+    new_rows,
+    pipeline_versions,
+)
 from .lexical import TermTable, Tokenizer, corpus_vocabulary, count_matrix
+from .patching import patch
 from .progress import Progress
 from .records import Article
 from .settings import Settings
@@ -57,93 +70,29 @@ if TYPE_CHECKING:
     from .embedding import Embedder
     from .embedding_ray import RayOptions
 
+__all__ = [
+    "CACHE_SLICE",
+    "EXECUTORS",
+    "SMALL_BATCH",
+    "TITLE_CONTEXT",
+    "IndexSummary",
+    "_config",
+    "_file_sha1",
+    "_sha1",
+    "article_hash",
+    "build_index",
+    "doc_hashes",
+    "embed_input",
+    "lexical_input",
+    "pipeline_versions",
+]
+
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
 
 # Below this many new chunks, torch's start-up costs more than the C engine's slower speed.
 SMALL_BATCH = 100
-# The dense leg embeds the chunk text alone: prepending the title measurably did not help
-# (bench/tune_title.py, README "What gets embedded").  BM25 indexes title + text.
-TITLE_CONTEXT = False
-# New vectors are embedded and kept in the vector cache this many at a time, so a run that
-# fails later (a full disk, Ctrl+C) loses at most one slice of embedding work.
-CACHE_SLICE = 4096
-
-
-@dataclass(frozen=True)
-class IndexSummary:
-    vectors: str
-    articles_added: int = 0
-    articles_changed: int = 0
-    articles_removed: int = 0
-    articles_unchanged: int = 0
-    chunks_embedded: int = 0
-    chunks_reused: int = 0
-    chunks_removed: int = 0
-    chunks_total: int = 0
-    seconds: float = 0.0
-    written: bool = False  # False: nothing changed, the index was left as it was
-    rebuilt: bool = False
-    skipped: tuple[Skipped, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def embed_input(title: str, text: str, title_context: bool = TITLE_CONTEXT) -> str:
-    """The exact string embedded for a chunk."""
-    return f"{title}\n{text}" if title_context and title else text
-
-
-def lexical_input(title: str, text: str) -> str:
-    """The exact string BM25 indexes for a chunk: the title's words count for every chunk."""
-    return f"{title}\n{text}" if title else text
-
-
-def _sha1(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
-def article_hash(article: Article) -> str:
-    data = article.to_dict()
-    data.pop("location", None)
-    return _sha1(json.dumps(data, ensure_ascii=False, sort_keys=True))
-
-
-def _file_sha1(path: Path) -> str:
-    """The file's sha1, or "" when it cannot be read (then it never matches a recorded one)."""
-    h = hashlib.sha1()
-    try:
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return ""
-    return h.hexdigest()
-
-
-def _prev_sha1(prev: dict[str, Any] | None) -> str:
-    return str(prev["sha1"]) if prev is not None else ""
-
-
-def pipeline_versions() -> dict[str, int]:
-    """The version of each stage that shapes an index's content (read at call time)."""
-    return {
-        "cleaner": _cleaning.CLEANER_VERSION,
-        "chunker": _chunking.CHUNKER_VERSION,
-        "tokenizer": _lexical.TOKENIZER_VERSION,
-    }
-
-
-def _config(settings: Settings, chunking: ChunkSettings, index_type: str) -> dict[str, Any]:
-    return {
-        "model": settings.model,
-        "chunker": asdict(chunking),
-        "title_context": TITLE_CONTEXT,
-        "lexical": {"tokenizer": "jieba-search+han-bigrams", "t2s": True, "k1": 1.2, "b": 0.75},
-        "index_type": index_type,
-    }
 
 
 def build_index(
@@ -196,11 +145,6 @@ def build_index(
         return _update(settings, chunking, rebuild, index_type, progress, choose, embedder, started)
 
 
-def _content_config(config: Any) -> Any:
-    """The settings that shape an index's content (another ``index_type`` only rebuilds the vector store)."""
-    return {k: v for k, v in config.items() if k != "index_type"} if isinstance(config, dict) else config
-
-
 def _previous(settings: Settings, config: dict[str, Any], rebuild: bool) -> Generation | None:
     if rebuild:  # re-embed everything: not even a failed run's or the bank's vectors are reused
         VectorCache(settings.vectors).clear()
@@ -236,6 +180,10 @@ def _update(
 ) -> IndexSummary:
     """``choose(count)`` gives the embedder for ``count`` new chunks; ``embedder`` is the caller's, if any."""
     config = _config(settings, chunking, index_type)
+    if not rebuild:
+        patched = patch(settings, config, chunking, progress, choose, embedder, started)
+        if patched is not None:
+            return patched
     old = _previous(settings, config, rebuild)
     old_sources: dict[str, dict[str, Any]] = old.manifest["sources"] if old else {}
     old_docs = {d["id"]: d for d in old.documents} if old else {}
@@ -386,11 +334,10 @@ def _write(
             inputs.extend(embed_input(article.title, c["text"]) for c in kept_rows)
             lex_inputs.extend(lexical_input(article.title, c["text"]) for c in kept_rows)
             continue
-        for chunk in chunk_article(article, chunking):
-            embedded, counted = embed_input(article.title, chunk.text), lexical_input(article.title, chunk.text)
-            inputs.append(embedded)
-            lex_inputs.append(counted)
-            rows.append({**chunk.to_dict(), "input_hash": _sha1(embedded), "lexical_hash": _sha1(counted), "title": article.title})
+        made = new_rows(article, chunking)
+        rows.extend(made[0])
+        inputs.extend(made[1])
+        lex_inputs.extend(made[2])
     input_hashes = [r["input_hash"] for r in rows]
     lexical_hashes = [r["lexical_hash"] for r in rows]
     n_chunks = len(rows)
@@ -412,41 +359,8 @@ def _write(
         embedder = choose(len(todo))
     if cached_fp != embedder.fingerprint:
         cached = {}
-    row_of: dict[str, np.ndarray] = {}  # input hash → vector, for the chunks no old row holds
-    from_cache = from_bank = 0
-    if todo:
-        # identical inputs (a paragraph reposted under the same title) are embedded once;
-        # vectors computed by an earlier run that failed to write are taken from the cache,
-        # vectors of texts an earlier index held from the bank
-        first: dict[str, int] = {}
-        for i in todo:
-            first.setdefault(input_hashes[i], i)
-        row_of = {h: cached[h] for h in first if h in cached}
-        row_of.update(bank.lookup(settings.model, embedder.fingerprint, {h for h in first if h not in row_of}))
-        from_cache = sum(input_hashes[i] in cached for i in todo)
-        from_bank = sum(input_hashes[i] in row_of for i in todo) - from_cache
-        unique = [i for h, i in first.items() if h not in row_of]
-        log.info(
-            "embedding %d chunks with %s (%d reused, %d from the cache of a failed run, %d from the vector bank)",
-            len(unique),
-            embedder.backend,
-            n_chunks - len(todo),
-            sum(h in cached for h in first),
-            sum(h in row_of and h not in cached for h in first),
-        )
-        report = progress
-        step = getattr(embedder, "cache_slice", CACHE_SLICE)  # the Ray executor starts a pool per call
-        for lo in range(0, len(unique), step):
-            part = unique[lo : lo + step]
-
-            def embedding_progress(done: int, total: int, lo: int = lo) -> None:
-                if report is not None:
-                    report("embedding", lo + done, len(unique))
-
-            done = embedder.embed_passages([inputs[i] for i in part], progress=embedding_progress)
-            hashes = [input_hashes[i] for i in part]
-            cache.add(settings.model, embedder.fingerprint, hashes, done)
-            row_of.update(zip(hashes, done))
+    embedded = embed_missing(settings, embedder, cache, cached, inputs, input_hashes, todo, progress, n_chunks - len(todo))
+    row_of, from_cache, from_bank = embedded.row_of, embedded.from_cache, embedded.from_bank
     store, vids, next_vid, in_place = _vector_store(old, config["index_type"], embedder.dimension, input_hashes, reuse, row_of)
 
     # -- lexical: counts reused for unchanged inputs unless a new vocabulary word occurs in them
@@ -499,7 +413,7 @@ def _write(
         "updated_in_place": in_place,
         "counts": {"documents": len(doc_rows), "chunks": len(chunk_rows), "terms": len(table.terms)},
         "sources": sources,
-        "documents": _doc_chunk_hashes(doc_rows, chunk_rows),
+        "documents": doc_hashes(doc_rows),
     }
     lexical = {"terms": table.terms, "vocabulary": sorted(vocabulary), **config["lexical"]}
     try:
@@ -569,6 +483,7 @@ def _vector_store(
     afresh from the old store's vectors and the new ones: nothing is embedded again."""
     n = len(input_hashes)
     kind = resolve_kind(index_type, n)
+    old_store = old.store if old is not None else None
     next_vid = int(old.manifest.get("next_vid", len(old.chunks))) if old is not None else 0
     vids = np.full(n, -1, dtype=np.int64)
     if old is not None:
@@ -593,14 +508,14 @@ def _vector_store(
     next_vid += len(fresh)
     # vectors of the rows with a new vid: a copy of an old row's, or a new one
     copies = {int(i): int(r) for i in fresh if (r := reuse[i]) is not None}
-    copied = old.store.vectors(old.vids[list(copies.values())]) if old is not None and copies else None
+    copied = old_store.vectors(old.vids[list(copies.values())]) if old is not None and old_store is not None and copies else None
     copy_pos = {i: j for j, i in enumerate(copies)}
     fresh_vectors = np.zeros((len(fresh), dimension), dtype=np.float32)
     for j, i in enumerate(fresh.tolist()):
         fresh_vectors[j] = copied[copy_pos[i]] if copied is not None and i in copy_pos else row_of[input_hashes[i]]
-    if old is not None and old.store.kind == kind and old.store.can_update(n) and old.manifest.get("format") != 1:
+    if old is not None and old_store is not None and old_store.kind == kind and old_store.can_update(n) and old.manifest.get("format") != 1:
         gone = old.vids[np.isin(old.vids, vids[claimed], invert=True)]
-        store = old.store
+        store = old_store
         store.remove(gone)
         store.add(vids[fresh], fresh_vectors)
         log.info("vector store updated in place: %d removed, %d added", len(gone), len(fresh))
@@ -608,7 +523,8 @@ def _vector_store(
     vectors = np.zeros((n, dimension), dtype=np.float32)
     if old is not None and len(fresh) < n:
         keep = np.flatnonzero(claimed)
-        vectors[keep] = old.store.vectors(vids[keep])
+        assert old_store is not None
+        vectors[keep] = old_store.vectors(vids[keep])
     vectors[fresh] = fresh_vectors
     return new_store("faiss", dimension, kind, vectors, vids), vids, next_vid, False
 
@@ -641,13 +557,6 @@ def _rows_maybe_containing(words: set[str], tf: Any, table: TermTable) -> np.nda
                 has &= column
             maybe |= has
     return maybe
-
-
-def _doc_chunk_hashes(doc_rows: list[dict[str, Any]], chunk_rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    by_doc: dict[str, list[str]] = {}
-    for c in chunk_rows:
-        by_doc.setdefault(c["doc_id"], []).append(c["hash"])
-    return {d["id"]: {"hash": d["hash"], "chunks": by_doc.get(d["id"], [])} for d in doc_rows}
 
 
 def _assemble_tf(old_tf: sp.spmatrix | None, reuse: list[int | None], fresh: list[int], tf_new: sp.spmatrix, n_terms: int) -> sp.csr_matrix:

@@ -93,8 +93,7 @@ def read_postings(gdir: Path, *, mmap: bool = True) -> tuple[Postings, np.ndarra
     """(base segment, per-row lengths) from ``gdir``; memory-mapped unless ``mmap`` is False.
 
     Sizes are checked against each other (a truncated or mismatched file raises ValueError)."""
-    mode = "r" if mmap else None
-    indptr, rows, tf, lengths = (np.load(gdir / name, mmap_mode=mode, allow_pickle=False) for name in POSTINGS_FILES)
+    indptr, rows, tf, lengths = (np.load(gdir / name, mmap_mode="r" if mmap else None, allow_pickle=False) for name in POSTINGS_FILES)
     if indptr.ndim != 1 or len(indptr) < 1 or rows.shape != tf.shape or rows.ndim != 1:
         raise ValueError("postings arrays of the wrong shape")
     if int(indptr[0]) != 0 or int(indptr[-1]) != len(rows):

@@ -72,7 +72,9 @@ class _State:
     @property
     def dense(self) -> VectorStore:
         """The dense leg: the generation's vector store (FAISS today)."""
-        return self.generation.store
+        store = self.generation.store
+        assert store is not None  # a searcher loads it
+        return store
 
 
 class IndexView:

@@ -271,20 +271,17 @@ def write_patch(
     size = sum(a.nbytes for a in arrays.values()) + len(lexical_text.encode())
     for rows in (chunks, documents):
         size += sum(len(orjson.dumps(r)) + 1 for r in rows[:200]) * len(rows) // max(1, min(len(rows), 200))
-    return _commit(Path(vectors), manifest, int(size * 1.1) + 64 * 1024, write, synced=DELTA_FILES + ("lexical.json",))
+    return _commit(Path(vectors), manifest, int(size * 1.1) + 64 * 1024, write, synced=(*DELTA_FILES, "lexical.json"))
 
 
-def _commit(
-    vectors: Path, manifest: dict[str, Any], needed: int, write: Any, synced: Sequence[str] | None = None
-) -> dict[str, Any]:
+def _commit(vectors: Path, manifest: dict[str, Any], needed: int, write: Any, synced: Sequence[str] | None = None) -> dict[str, Any]:
     """Make a generation directory, ``write(gdir, at)`` its files (``at[0]``: the path being
     written, for the error), fsync them (``synced``: only these; linked files are durable
     already), then commit the manifest naming it."""
     name = f"g-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     gdir = vectors / name
     manifest = {"format": FORMAT_VERSION, **manifest, "generation": name}
-    manifest_text = orjson.dumps(manifest, option=orjson.OPT_INDENT_2).decode("utf-8")
-    needed += len(manifest_text.encode())
+    needed += len(orjson.dumps(manifest)) + 4096
     with contextlib.suppress(OSError):
         if shutil.disk_usage(vectors).free < needed:
             raise write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), vectors, gdir, needed)
@@ -293,6 +290,9 @@ def _commit(
     try:
         gdir.mkdir(parents=True)
         write(gdir, at)
+        # each file's size, so that a reader notices a truncated or replaced file without reading it
+        manifest["files"] = {p.name: p.stat().st_size for p in sorted(gdir.iterdir())}
+        manifest_text = orjson.dumps(manifest, option=orjson.OPT_INDENT_2).decode("utf-8")
         for path in sorted(gdir.iterdir()) if synced is None else [gdir / n for n in synced]:
             at[0] = path
             with open(path, "rb") as fh:

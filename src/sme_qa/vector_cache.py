@@ -149,6 +149,14 @@ class VectorBank(VectorCache):
         if len(names) + 1 > self.MAX_BATCHES or (kept and len(live) < self.LIVE_SHARE * (kept + len(new))):
             self.compact(model, fingerprint, live)
 
+    def keep(self, cache: VectorCache, model: str, fingerprint: str) -> None:
+        """Move the cache's vectors in as they are (a patch: the bank is compacted by the next full write)."""
+        if self.fingerprint(model) != fingerprint:
+            self.clear()
+        if cache.fingerprint(model) == fingerprint:
+            for hashes, rows in cache.batches():
+                self.add(model, fingerprint, hashes, rows)
+
     def compact(self, model: str, fingerprint: str, live: set[str]) -> None:
         """Rewrite the bank holding only ``live`` hashes (new batches first, then the old ones go)."""
         old = sorted(self.dir.glob("b-*"))
