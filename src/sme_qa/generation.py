@@ -247,7 +247,8 @@ def load_generation(vectors: Path, *, lazy: bool = False, with_store: bool = Tru
     gdir = vectors / manifest["generation"]
     current = None
     try:
-        sizes = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+        recorded = manifest.get("files")
+        sizes: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
         for current in generation_files(manifest):
             if not (gdir / current).is_file():
                 raise damaged(vectors, f"{gdir.name}/{current} is missing")
