@@ -38,6 +38,10 @@ IVF_PROBE_FRACTION, IVF_MIN_PROBE = 1 / 16, 8
 # A filter allowing at most this many ids is searched exactly (on the stored vectors) by the
 # approximate kinds, whose probes a narrow filter would leave empty.
 EXACT_FILTERED = 50_000
+# A search of at most this many queries runs on one OpenMP thread: one query's flat search at
+# 100k vectors took 51-69 ms on two threads and 19-21 ms on one (2 shared cores, load 3.4):
+# the threads' start and wait cost more than they save on a loaded machine.
+FEW_QUERIES = 4
 # k-means on at most this many points per list, for this many iterations (training cost).
 IVF_TRAIN_POINTS, IVF_TRAIN_ITERATIONS = 40, 10
 
@@ -157,7 +161,13 @@ class FaissStore:
                 params = faiss.SearchParametersHNSW(sel=selector, efSearch=self.index.hnsw.efSearch)
             else:
                 params = faiss.SearchParameters(sel=selector)
-        scores, ids = self.index.search(_f32(queries), k, params=params)  # ``selector`` lives until here
+        threads = faiss.omp_get_max_threads()
+        if len(queries) <= FEW_QUERIES and threads > 1:
+            faiss.omp_set_num_threads(1)
+        try:
+            scores, ids = self.index.search(_f32(queries), k, params=params)  # ``selector`` lives until here
+        finally:
+            faiss.omp_set_num_threads(threads)
         return np.asarray(scores), np.asarray(ids)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:

@@ -270,8 +270,6 @@ class _Failed(Exception):
 
 
 def _read(vectors: Path, gdir: Path, manifest: dict[str, Any], lazy: bool, with_store: bool) -> Generation:
-    import scipy.sparse as sp
-
     version = manifest.get("format")
     name = "index.faiss"
 
@@ -301,6 +299,8 @@ def _read(vectors: Path, gdir: Path, manifest: dict[str, Any], lazy: bool, with_
             step(POSTINGS_FILES[0])
             base_postings, base_lengths = read_postings(gdir, mmap=lazy)
         else:
+            import scipy.sparse as sp  # formats 1 and 2 only: a searcher of format 3 never imports scipy
+
             step("lexical.npz")
             base_postings, base_lengths = None, None
             counts = sp.load_npz(gdir / name).tocsr()
@@ -354,9 +354,13 @@ def _apply_delta(vectors: Path, gdir: Path, gen: Generation, delta: dict[str, np
     """Add the delta's rows, postings and vectors to ``gen`` and mask the removed base rows."""
     chunks = read_jsonl(gdir / "delta.chunks.jsonl")
     docs = read_jsonl(gdir / "delta.documents.jsonl")
-    counts = delta_counts(delta, n_terms)
     nb, nd = gen.base_chunks, gen.base_documents
-    if len(chunks) != counts.shape[0] or len(delta["vids"]) != len(chunks) or len(delta["chunk_doc"]) != len(chunks):
+    indptr, indices, data = delta["lex_indptr"], delta["lex_indices"], delta["lex_data"]
+    if len(indptr) != len(chunks) + 1 or int(indptr[-1]) != len(indices) or len(indices) != len(data):
+        raise damaged(vectors, f"{gdir.name}: delta.chunks.jsonl and delta.npz disagree")
+    if len(indices) and int(indices.max()) >= n_terms:
+        raise damaged(vectors, f"{gdir.name}: delta.npz counts terms lexical.json does not hold")
+    if len(delta["vids"]) != len(chunks) or len(delta["chunk_doc"]) != len(chunks):
         raise damaged(vectors, f"{gdir.name}: delta.chunks.jsonl and delta.npz disagree")
     if len(docs) != len(delta["doc_ids"]) or (len(chunks) and int(delta["chunk_doc"].max(initial=0)) >= len(docs)):
         raise damaged(vectors, f"{gdir.name}: delta.documents.jsonl and delta.npz disagree")
@@ -376,9 +380,11 @@ def _apply_delta(vectors: Path, gdir: Path, gen: Generation, delta: dict[str, np
     gen.vids = gen.tables["vids"]
     gen.chunks = ConcatRows([gen.chunks, chunks])
     gen.documents = ConcatRows([gen.documents, docs])
-    gen.postings.append(Postings.from_counts(counts, offset=nb))
+    gen.postings.append(Postings.from_csr(indptr, indices, data, n_terms, offset=nb))
     assert gen.lengths is not None
-    gen.lengths = np.concatenate([gen.lengths, np.asarray(counts.sum(axis=1), dtype=np.float32).ravel()])
+    row_sums = np.add.reduceat(np.append(data, 0).astype(np.float32), indptr[:-1]) if len(chunks) else np.zeros(0, np.float32)
+    row_sums[np.diff(indptr) == 0] = 0  # reduceat repeats the next value for empty rows
+    gen.lengths = np.concatenate([gen.lengths, row_sums.astype(np.float32)])
     gen.delta = delta
     if gen.store is not None:
         gen.store.remove(delta["removed_vids"])

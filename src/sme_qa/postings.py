@@ -47,15 +47,18 @@ class Postings:
         """The postings of a chunk × term count matrix (any scipy.sparse)."""
         import scipy.sparse as sp
 
-        csc = sp.csc_matrix(counts)
-        csc.sort_indices()
-        return cls(
-            csc.indptr.astype(np.int64),
-            csc.indices.astype(np.int32),
-            np.minimum(csc.data, _TF_MAX).astype(np.uint16),
-            int(csc.shape[0]),
-            offset,
-        )
+        csr = sp.csr_matrix(counts)
+        return cls.from_csr(csr.indptr, csr.indices, csr.data, csr.shape[1], offset)
+
+    @classmethod
+    def from_csr(cls, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n_terms: int, offset: int = 0) -> Postings:
+        """The postings of a chunk-major (CSR) count matrix given as its three arrays (numpy only)."""
+        n_rows = len(indptr) - 1
+        order = np.argsort(indices, kind="stable")  # by term, rows ascending within a term
+        rows = np.repeat(np.arange(n_rows, dtype=np.int32), np.diff(indptr))[order]
+        per_term = np.bincount(np.asarray(indices, dtype=np.int64), minlength=n_terms)
+        term_ptr = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(per_term, dtype=np.int64)])
+        return cls(term_ptr, rows, np.minimum(np.asarray(data)[order], _TF_MAX).astype(np.uint16), n_rows, offset)
 
     @property
     def n_terms(self) -> int:
