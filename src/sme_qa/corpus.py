@@ -138,26 +138,41 @@ def scan(root: Path) -> tuple[list[SourceFile], list[Skipped]]:
     def on_error(err: OSError) -> None:
         skipped.append(Skipped(str(err.filename), f"cannot list folder: {err.strerror}; check its permissions"))
 
-    for folder, dirnames, filenames in os.walk(root, onerror=on_error):
-        visible = sorted(d for d in dirnames if not d.startswith("."))
-        dirnames[:] = []
-        for d in visible:
-            path = Path(folder, d)
-            if not path.is_symlink():
-                dirnames.append(d)
-            elif not _inside(os.path.realpath(path), real_root):
-                skipped.append(_outside(path, "folder"))
-            else:  # its files are read where they really are, once
-                log.info("%s: symlinked folder inside the corpus, not followed", path)
-        for name in sorted(filenames):
+    # os.scandir, not os.walk and pathlib: the directory entries carry their type, so a corpus
+    # of 100,000 files costs one stat each (bench/bench_scale.py scans it on every update)
+    pending = [(str(root), "")]
+    while pending:
+        folder, prefix = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as err:
+            on_error(err)
+            continue
+        subfolders = []
+        base = Path(folder)
+        for entry in entries:
+            name = entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if not name.startswith("."):
+                    subfolders.append((entry.path, prefix + name + "/"))
+                continue
+            if entry.is_symlink() and os.path.isdir(entry.path):
+                if name.startswith("."):
+                    continue
+                if not _inside(os.path.realpath(entry.path), real_root):
+                    skipped.append(_outside(Path(entry.path), "folder"))
+                else:  # its files are read where they really are, once
+                    log.info("%s: symlinked folder inside the corpus, not followed", entry.path)
+                continue
             suffix = os.path.splitext(name)[1].lower()
             if name.startswith(".") or name.lower().startswith("readme."):
                 continue
-            path = Path(folder, name)
             if suffix not in ARTICLE_SUFFIXES and suffix not in _DOCUMENT_SUFFIXES:
                 continue
+            path = base / name
             target = None
-            if path.is_symlink():
+            if entry.is_symlink():
                 target = Path(os.path.realpath(path))
                 if not _inside(str(target), real_root):
                     skipped.append(_outside(path, "file"))
@@ -166,11 +181,12 @@ def scan(root: Path) -> tuple[list[SourceFile], list[Skipped]]:
                 skipped.append(_unsupported(path))
                 continue
             try:
-                st = (target or path).stat()
+                st = target.stat() if target is not None else entry.stat(follow_symlinks=False)
             except OSError as err:
                 skipped.append(Skipped(str(path), f"cannot read file: {err.strerror}; check it exists and is readable"))
                 continue
-            found.append(SourceFile(path, path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns, target))
+            found.append(SourceFile(path, prefix + name, st.st_size, st.st_mtime_ns, target))
+        pending.extend(reversed(subfolders))
     found.sort(key=lambda s: s.rel)
     return found, skipped
 

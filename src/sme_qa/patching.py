@@ -279,10 +279,11 @@ class _Patch:
         )
 
         # -- term counts: the delta rows kept, then the new rows
-        tokenizer = Tokenizer(vocabulary)
         if self.progress:
             self.progress("tokenising", 0, len(rows))
-        counts = count_matrix([tokenizer.tokens(t) for t in lex_inputs], table)
+        # jieba's dictionary takes 1.5-2.5 s to load on the shared cores: only when there is text to count
+        tokenizer = Tokenizer(vocabulary) if lex_inputs else None
+        counts = count_matrix([tokenizer.tokens(t) for t in lex_inputs] if tokenizer is not None else [], table)
         n_terms = len(table.terms)
         counts.resize((counts.shape[0], n_terms))
         import scipy.sparse as sp
