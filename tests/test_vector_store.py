@@ -56,14 +56,19 @@ def test_add_remove_in_place_equals_brute_force_and_survives_save(tmp_path, kind
     assert loaded.ntotal == len(all_ids) and sorted(loaded.ids().tolist()) == sorted(all_ids.tolist())
     if kind == "ivf":
         loaded.index.nprobe = loaded.index.nlist
+        # 8-bit codes: the search scores the decoded vectors, which stay close to the originals
+        # (a component outside the range the codes were trained on is clipped to it)
+        decoded = loaded.vectors(all_ids)
+        assert np.percentile(np.abs(decoded - all_x), 99) <= 5e-3
+        all_x = decoded
     for q in unit(5, seed=2):
         _, got = loaded.search(q[None], 10)
         assert got[0].tolist() == brute(all_x, all_ids, q, 10)
         allowed = all_ids[::50]  # a filter applied inside the search
         _, got = loaded.search(q[None], 5, allowed)
         assert got[0].tolist() == brute(all_x[::50], allowed, q, 5)
-    tol = 1e-3 if kind == "ivf" else 0.0  # IVF keeps fp16 codes
-    assert np.abs(loaded.vectors(extra_ids[:20]) - extra[:20]).max() <= tol
+    error = np.abs(loaded.vectors(extra_ids[:20]) - extra[:20])
+    assert (np.percentile(error, 99) <= 5e-3) if kind == "ivf" else error.max() == 0.0  # IVF keeps 8-bit codes
     with pytest.raises(ValueError, match="disagree"):
         loaded.remove(gone[:2])  # already removed: the ids and the store disagree
 
@@ -247,7 +252,7 @@ def test_an_index_of_format_1_loads_and_the_next_index_upgrades_it(ivf_copy):
     import scipy.sparse as sp
 
     sp.save_npz(gdir / "lexical.npz", gen.tf, compressed=False)  # chunk-major counts, as formats 1 and 2 kept them
-    rows = [json.loads(line) for line in (gdir / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = gen.chunks  # with their texts (format 3 stores a chunk row without it)
     (gdir / "chunks.jsonl").write_text(
         "".join(json.dumps({k: v for k, v in r.items() if k != "vid"}, ensure_ascii=False) + "\n" for r in rows)
     )

@@ -3,8 +3,10 @@
 Kinds (the manifest's ``index_type``):
 
 * ``flat`` — ``IndexIDMap2(IndexFlatIP)``: exact search; add and remove in place.
-* ``ivf`` — ``IndexIVFScalarQuantizer`` (fp16 codes: half the bytes of float32, scores
-  within 1e-3) with a hash-table id map: add and remove in place; the coarse quantiser
+* ``ivf`` — ``IndexIVFScalarQuantizer`` (8-bit codes trained per dimension: a quarter of the
+  bytes of float32, so the index does not hold a second full copy beside the fp16 vector
+  bank; an index written with fp16 codes is read as it is) with a hash-table id map: add
+  and remove in place; the coarse quantiser
   is trained once and re-trained only when the store has grown past
   ``RETRAIN_GROWTH`` × the size it was trained at (``can_update``).
 * ``hnsw`` — ``IndexIDMap2(IndexHNSWFlat)``: cannot delete, so any update rebuilds it.
@@ -96,7 +98,7 @@ class FaissStore:
         elif kind == "ivf":
             nlist = ivf_lists(n)
             quantizer = faiss.IndexFlatIP(dimension)
-            index = faiss.IndexIVFScalarQuantizer(quantizer, dimension, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dimension, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
             index.own_fields = True
             quantizer.this.disown()
             index.cp.max_points_per_centroid = IVF_TRAIN_POINTS
@@ -191,9 +193,11 @@ class FaissStore:
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
     def describe(self) -> dict[str, Any]:
+        faiss = _faiss()
         out: dict[str, Any] = {"backend": self.backend, "kind": self.kind, "count": self.ntotal, "dimension": self.dimension}
         if self.kind == "ivf":
-            out.update(nlist=int(self.index.nlist), nprobe=int(self.index.nprobe), trained_on=self.trained_on, codes="fp16")
+            codes = "fp16" if self.index.sq.qtype == faiss.ScalarQuantizer.QT_fp16 else "sq8"
+            out.update(nlist=int(self.index.nlist), nprobe=int(self.index.nprobe), trained_on=self.trained_on, codes=codes)
         if self.legacy:
             out["legacy"] = True
         return out

@@ -42,7 +42,7 @@ import orjson
 
 from .errors import IndexDamagedError, IndexMismatchError, IndexMissingError
 from .postings import POSTINGS_FILES, Postings, read_postings
-from .tables import ROWS_FILE, ConcatRows, LazyRows, read_row_arrays
+from .tables import ROWS_FILE, ChunkRows, ConcatRows, LazyRows, attach_texts, read_row_arrays
 from .vector_store import VectorStore, open_store
 
 FORMAT_VERSION = 3
@@ -316,6 +316,11 @@ def _read(vectors: Path, gdir: Path, manifest: dict[str, Any], lazy: bool, with_
             base_vids = chunk_vids(manifest, base_chunks)
             step("documents.jsonl")
             base_docs = read_jsonl(gdir / name)
+        if version == 3 and tables is not None:  # chunk rows are stored without their text
+            if isinstance(base_chunks, list):
+                attach_texts(base_chunks, base_docs, tables["chunk_doc"])
+            else:
+                base_chunks = ChunkRows(base_chunks, base_docs, tables["chunk_doc"])
         if version != 3:
             if counts.shape[1] != n_terms:
                 raise damaged(vectors, f"{gdir.name}: lexical.npz has {counts.shape[1]} terms, lexical.json {n_terms}")
@@ -366,6 +371,7 @@ def _apply_delta(vectors: Path, gdir: Path, gen: Generation, delta: dict[str, np
         raise damaged(vectors, f"{gdir.name}: delta.documents.jsonl and delta.npz disagree")
     if len(delta["dead_docs"]) and not (int(delta["dead_docs"].min()) >= 0 and int(delta["dead_docs"].max()) < nd):
         raise damaged(vectors, f"{gdir.name}: delta.npz removes documents the base does not hold")
+    attach_texts(chunks, docs, delta["chunk_doc"])
     live_docs = np.ones(nd + len(docs), dtype=bool)
     live_docs[delta["dead_docs"]] = False
     tables = gen.tables

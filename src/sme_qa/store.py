@@ -47,7 +47,7 @@ from .generation import (
     store_backend,
 )
 from .postings import write_postings
-from .tables import ROWS_FILE, row_arrays
+from .tables import ROWS_FILE, row_arrays, without_text
 from .vector_store import VectorStore, new_store
 
 __all__ = [
@@ -219,7 +219,7 @@ def write_generation(
         at[0] = gdir / "index.faiss"
         write_faiss(store, at[0])
         at[0] = gdir / "chunks.jsonl"
-        write_jsonl(at[0], chunks)
+        write_jsonl(at[0], [without_text(c) for c in chunks])
         at[0] = gdir / "documents.jsonl"
         write_jsonl(at[0], documents)
         at[0] = gdir / ROWS_FILE
@@ -259,7 +259,7 @@ def write_patch(
                     raise
                 shutil.copyfile(base / name, at[0])  # a file system without hard links
         at[0] = gdir / "delta.chunks.jsonl"
-        write_jsonl(at[0], chunks)
+        write_jsonl(at[0], [without_text(c) for c in chunks])
         at[0] = gdir / "delta.documents.jsonl"
         write_jsonl(at[0], documents)
         at[0] = gdir / "delta.npz"

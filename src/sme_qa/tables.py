@@ -22,7 +22,18 @@ from typing import Any, overload
 import numpy as np
 import orjson
 
-__all__ = ["ROWS_FILE", "ROW_ARRAYS", "ConcatRows", "LazyRows", "line_offsets", "read_row_arrays", "row_arrays"]
+__all__ = [
+    "ROWS_FILE",
+    "ROW_ARRAYS",
+    "ChunkRows",
+    "ConcatRows",
+    "LazyRows",
+    "attach_texts",
+    "line_offsets",
+    "read_row_arrays",
+    "row_arrays",
+    "without_text",
+]
 
 ROWS_FILE = "rows.npz"
 ROW_ARRAYS = ("chunk_offsets", "doc_offsets", "vids", "chunk_doc", "doc_ids", "doc_dates", "doc_sources")
@@ -91,6 +102,59 @@ class ConcatRows(Sequence[dict[str, Any]]):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for part in self.parts:
             yield from part
+
+
+def without_text(chunk: dict[str, Any]) -> dict[str, Any]:
+    """A chunk row as stored (format 3): its text is ``article text[start:end]``, kept once, in documents.jsonl."""
+    return {k: v for k, v in chunk.items() if k != "text"}
+
+
+def _doc_text(doc: dict[str, Any]) -> str:
+    from .records import PARAGRAPH_SEPARATOR
+
+    return PARAGRAPH_SEPARATOR.join(p["text"] for p in doc["paragraphs"])
+
+
+class ChunkRows(Sequence[dict[str, Any]]):
+    """Chunk rows with their text, cut from their article's text when read (rows stored
+    without it) or as stored (rows of formats 1 and 2)."""
+
+    def __init__(self, chunks: Sequence[dict[str, Any]], documents: Sequence[dict[str, Any]], chunk_doc: np.ndarray) -> None:
+        self.chunks, self.documents, self.chunk_doc = chunks, documents, chunk_doc
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        row = self.chunks[i]
+        if "text" not in row and isinstance(row, dict) and "start" in row:
+            j = int(i) + len(self) if i < 0 else int(i)
+            text = _doc_text(self.documents[int(self.chunk_doc[j])])
+            row = {**row, "text": text[row["start"] : row["end"]]}
+        return row
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for j in range(len(self)):
+            yield self[j]
+
+
+def attach_texts(chunks: list[dict[str, Any]], documents: Sequence[dict[str, Any]], chunk_doc: np.ndarray) -> None:
+    """Put each stored chunk row's text back (in place), cutting each article's text once."""
+    last, text = -1, ""
+    for c, d in zip(chunks, chunk_doc.tolist()):
+        if "text" in c or not isinstance(c, dict) or "start" not in c:
+            continue
+        if d != last:
+            last, text = d, _doc_text(documents[d])
+        c["text"] = text[c["start"] : c["end"]]
 
 
 def line_offsets(path: Path) -> np.ndarray:
