@@ -30,7 +30,6 @@ counts in ``lexical.npz``) are still read; the next ``sme-qa index`` writes form
 from __future__ import annotations
 
 import json
-import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,14 +39,19 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .errors import IndexDamagedError, IndexMismatchError, IndexMissingError
+from .errors import IndexDamagedError
+from .manifest import (
+    MANIFEST,
+    damaged,
+    read_manifest,
+    short,
+    store_backend,
+    valid_generation_name,
+)
 from .postings import POSTINGS_FILES, Postings, read_postings
 from .tables import ROWS_FILE, ChunkRows, ConcatRows, LazyRows, attach_texts, read_row_arrays
 from .vector_store import VectorStore, open_store
 
-FORMAT_VERSION = 3
-READABLE_FORMATS = (1, 2, 3)
-MANIFEST = "manifest.json"
 GENERATION_FILES = ("index.faiss", "chunks.jsonl", "documents.jsonl", ROWS_FILE, *POSTINGS_FILES, "lexical.json")
 DELTA_FILES = ("delta.chunks.jsonl", "delta.documents.jsonl", "delta.npz")
 DELTA_ARRAYS = (
@@ -68,89 +72,17 @@ DELTA_ARRAYS = (
 )
 _FORMAT_2_FILES = ("index.faiss", "chunks.jsonl", "documents.jsonl", ROWS_FILE, "lexical.npz", "lexical.json")
 _FORMAT_1_FILES = tuple(f for f in _FORMAT_2_FILES if f != ROWS_FILE)
-_GENERATION_NAME = re.compile(r"g-[\w-]+")
-# What the readers use; a manifest or row without one of these is damaged, not merely old.
-_MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
-    "generation": str,
-    "config": dict,
-    "fingerprint": str,
-    "dimension": int,
-    "counts": dict,
-    "sources": dict,
-}
 _CHUNK_KEYS = frozenset({"id", "doc_id", "text", "hash", "input_hash", "lexical_hash", "paragraphs", "start", "end"})
-_SOURCE_KEYS = frozenset({"size", "mtime_ns", "sha1", "docs"})
 _DOCUMENT_KEYS = frozenset({"id", "title", "paragraphs"})
 _LEXICAL_KEYS: dict[str, type | tuple[type, ...]] = {"terms": list, "vocabulary": list, "k1": (int, float), "b": (int, float)}
 # Everything reading a damaged file can raise (numpy, scipy, zipfile, faiss and json included).
 READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError, zipfile.BadZipFile)
 
 
-def valid_generation_name(name: str) -> bool:
-    return _GENERATION_NAME.fullmatch(name) is not None
-
-
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     # orjson: a million rows parse in seconds, not tens of seconds
     with path.open("rb") as fh:
         return [orjson.loads(line) for line in fh if line.strip()]
-
-
-def read_manifest(vectors: Path) -> dict[str, Any]:
-    """The manifest of ``vectors``; typed errors say what to run when it is missing or too new."""
-    path = Path(vectors) / MANIFEST
-    if not path.is_file():
-        raise IndexMissingError(f"no index in {vectors}/: run `sme-qa index --vectors {vectors}` to build one")
-    try:
-        manifest = orjson.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise damaged(vectors, f"{MANIFEST} is unreadable ({short(exc)})") from None
-    if not isinstance(manifest, dict):
-        raise damaged(vectors, f"{MANIFEST} is not a JSON object")
-    version = manifest.get("format")
-    if version not in READABLE_FORMATS:
-        newer = isinstance(version, int) and version > FORMAT_VERSION
-        raise IndexMismatchError(
-            f"{path} has index format {version}, this sme-qa reads formats {', '.join(map(str, READABLE_FORMATS))}: "
-            + ("upgrade sme-qa" if newer else f"run `sme-qa index --rebuild --vectors {vectors}`")
-        )
-    for key, kind in _MANIFEST_KEYS.items():
-        if not isinstance(manifest.get(key), kind):
-            raise damaged(vectors, f"{MANIFEST} lacks {key!r}" if key not in manifest else f"{MANIFEST} has a bad {key!r}")
-    if not valid_generation_name(manifest["generation"]):
-        raise damaged(vectors, f"{MANIFEST} names no valid generation ({manifest['generation'][:40]!r})")
-    if not isinstance(manifest["config"].get("model"), str):
-        raise damaged(vectors, f"{MANIFEST} names no model")
-    if not all(isinstance(v, dict) and v.keys() >= _SOURCE_KEYS for v in manifest["sources"].values()):
-        raise damaged(vectors, f"{MANIFEST} has source entries without size, time, hash or articles")
-    return manifest
-
-
-def damaged(vectors: Path, what: str) -> IndexDamagedError:
-    """The one-line error for a damaged index: which index, what is wrong, what to run."""
-    return IndexDamagedError(
-        f"the index in {vectors}/ is damaged: {what}; run `sme-qa index --vectors {vectors}` to rebuild it from the corpus"
-    )
-
-
-def short(exc: BaseException) -> str:
-    """An exception as a short phrase on one line (faiss messages span a C++ stack)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "…"
-
-
-def manifest_stamp(vectors: Path) -> tuple[int, int] | None:
-    """(mtime_ns, size) of the manifest, to notice a rebuild by another process cheaply."""
-    try:
-        st = (Path(vectors) / MANIFEST).stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-def store_backend(manifest: dict[str, Any]) -> str:
-    described = manifest.get("vector_store")
-    return str(described.get("backend", "faiss")) if isinstance(described, dict) else "faiss"
 
 
 def generation_files(manifest: dict[str, Any]) -> tuple[str, ...]:

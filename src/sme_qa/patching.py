@@ -28,7 +28,7 @@ from ._version import __version__
 from .chunking import ChunkSettings
 from .corpus import Skipped, read_source, scan
 from .errors import IndexWriteError, InputFileError, SmeQaError
-from .generation import FORMAT_VERSION, Generation, delta_counts, load_generation, read_manifest
+from .generation import Generation, delta_counts, load_generation
 from .index_parts import (
     IndexSummary,
     _content_config,
@@ -41,6 +41,7 @@ from .index_parts import (
     summary_time,
 )
 from .lexical import BM25, TermTable, Tokenizer, corpus_vocabulary, count_matrix
+from .manifest import FORMAT_VERSION, read_manifest
 from .progress import Progress
 from .records import Article
 from .settings import Settings

@@ -13,9 +13,10 @@ import numpy as np
 from . import lexical as _lexical
 from .corpus import SourceFile
 from .errors import IndexDamagedError, SmeQaError
-from .generation import Generation, load_generation, read_manifest, salvage_vectors
+from .generation import Generation, load_generation, salvage_vectors
 from .index_parts import _content_config, _file_sha1
 from .lexical import TermTable
+from .manifest import read_manifest
 from .records import Article
 from .settings import Settings
 from .store import resolve_kind

@@ -29,23 +29,16 @@ import orjson
 from .errors import IndexLockedError, IndexWriteError
 from .generation import (
     DELTA_FILES,
-    FORMAT_VERSION,
     GENERATION_FILES,
-    MANIFEST,
-    READABLE_FORMATS,
     Generation,
     RowVectors,
     all_vectors,
     chunk_vids,
-    damaged,
     load_generation,
-    manifest_stamp,
     read_jsonl,
-    read_manifest,
     salvage_vectors,
-    short,
-    store_backend,
 )
+from .manifest import FORMAT_VERSION, MANIFEST, READABLE_FORMATS, damaged, manifest_stamp, read_manifest, short, store_backend
 from .postings import write_postings
 from .tables import ROWS_FILE, row_arrays, without_text
 from .vector_store import VectorStore, new_store
