@@ -217,18 +217,33 @@ def build_base(
     return time.perf_counter() - t0
 
 
+# The child reports its own peak RSS (VmHWM of the address space exec gave it): the
+# ru_maxrss that wait4 returns counts the bench's own pages, which the fork copied.
+_PEAK = (
+    "import atexit, runpy, sys\n"
+    "def peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'): sys.stderr.write('\\nbench-peak-kb ' + line.split()[1] + '\\n')\n"
+    "atexit.register(peak)\n"
+    "sys.argv = ['sme-qa', *sys.argv[1:]]\n"
+    "runpy.run_module('sme_qa', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def sme_qa(*args: str) -> tuple[float, float, str]:
     """(wall s, peak RSS MB, stdout) of a fresh ``sme-qa`` process."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "sme_qa", *args], stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.Popen([sys.executable, "-c", _PEAK, *args], stdout=out, stderr=err)
+        _, status, _usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         out.seek(0)
         err.seek(0)
+        stderr = err.read().decode()
         if os.waitstatus_to_exitcode(status):
-            raise SystemExit(f"sme-qa {' '.join(args)} failed: {err.read().decode()[-2000:]}")
-        return wall, usage.ru_maxrss / 1024, out.read().decode()
+            raise SystemExit(f"sme-qa {' '.join(args)} failed: {stderr[-2000:]}")
+        peaks = re.findall(r"bench-peak-kb (\d+)", stderr)
+        return wall, int(peaks[-1]) / 1024 if peaks else float("nan"), out.read().decode()
 
 
 def recall_at_10(vectors: Path, queries: np.ndarray, truth: np.ndarray) -> float:
