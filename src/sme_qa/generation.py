@@ -170,12 +170,13 @@ def delta_counts(delta: dict[str, np.ndarray], n_terms: int) -> Any:
     return sp.csr_matrix((delta["lex_data"], delta["lex_indices"], indptr), shape=(len(indptr) - 1, n_terms))
 
 
-def load_generation(vectors: Path, *, lazy: bool = False, with_store: bool = True) -> Generation:
+def load_generation(vectors: Path, *, lazy: bool = False, with_store: bool = True, manifest: dict[str, Any] | None = None) -> Generation:
     """The committed generation; ``lazy``: tables memory-mapped and parsed row by row, postings
     memory-mapped, removed rows masked (what a searcher wants), else the live rows parsed whole
-    with their count matrix (what the full indexer wants).  ``with_store=False`` skips the vector store."""
+    with their count matrix (what the full indexer wants).  ``with_store=False`` skips the vector store;
+    ``manifest``: the one ``read_manifest`` just returned (at a million chunks it takes ~0.5 s to read)."""
     vectors = Path(vectors)
-    manifest = read_manifest(vectors)
+    manifest = read_manifest(vectors) if manifest is None else manifest  # read once by a caller that needed it first
     gdir = vectors / manifest["generation"]
     current = None
     try:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._version import __version__
 from .chunking import ChunkSettings
-from .corpus import Skipped, read_source, scan
+from .corpus import Skipped, SourceFile, read_source, scan
 from .errors import IndexWriteError, InputFileError, SmeQaError
 from .generation import Generation, delta_counts, load_generation
 from .index_parts import (
@@ -99,7 +99,7 @@ def patch(
     if current is not None and current != manifest["fingerprint"]:
         return None
     try:
-        gen = load_generation(settings.vectors, lazy=True, with_store=False)
+        gen = load_generation(settings.vectors, lazy=True, with_store=False, manifest=manifest)
     except SmeQaError:
         return None  # the full writer says what is wrong and rebuilds
     return _Patch(settings, gen, chunking, progress, choose, started).run()
@@ -142,7 +142,7 @@ class _Patch:
         new_sources: dict[str, dict[str, Any]] = {}
         read: dict[str, Article] = {}  # articles of the files read again
         kept_ids: set[str] = set()  # articles of unchanged files (and of unreadable ones)
-        seen: dict[str, str] = {}
+        seen: dict[str, str | SourceFile] = {}
         for src in scanned:
             prev = old_sources.get(src.rel)
             stamp: dict[str, Any] = {"size": src.size, "mtime_ns": src.mtime_ns}
@@ -168,11 +168,13 @@ class _Patch:
                     got_ids = []
             kept = []
             for doc_id, article in [(i, None) for i in got_ids] + [(a.id, a) for a in got]:
-                location = article.location if article is not None else str(src.path)
                 if doc_id in seen:
-                    skipped.append(Skipped(location, f"duplicate document id {doc_id!r}, already read from {seen[doc_id]}; rename one"))
+                    location = article.location if article is not None else str(src.path)
+                    first = seen[doc_id]
+                    where = first if isinstance(first, str) else str(first.path)
+                    skipped.append(Skipped(location, f"duplicate document id {doc_id!r}, already read from {where}; rename one"))
                     continue
-                seen[doc_id] = location
+                seen[doc_id] = article.location if article is not None else src  # its path made only if needed
                 kept.append(doc_id)
                 if article is None:
                     kept_ids.add(doc_id)

@@ -157,11 +157,11 @@ class Searcher:
         with ThreadPoolExecutor(1) as pool:
             # jieba's dictionary loads meanwhile (its C-free parts release the GIL little, but the
             # FAISS read and the file reads below do): the manifest names the vocabulary
-            vocabulary = _vocabulary(vectors)
+            manifest, vocabulary = _vocabulary(vectors)
             tokenizer_job = pool.submit(Tokenizer, vocabulary) if vocabulary is not None else None
             for attempt in range(3):  # a concurrent indexer may remove the generation we are reading
                 try:
-                    gen = load_generation(vectors, lazy=True)
+                    gen = load_generation(vectors, lazy=True, manifest=manifest if attempt == 0 else None)
                     break
                 except SmeQaError:
                     if attempt == 2 or manifest_stamp(vectors) == stamp:
@@ -494,19 +494,23 @@ def _filter_mask(state: _State, date_from: str | None, date_to: str | None, sour
     return mask
 
 
-def _vocabulary(vectors: Path) -> list[str] | None:
-    """The tokenizer vocabulary the live generation's lexical.json names (None if unreadable:
-    the load that follows reports what is wrong)."""
+def _vocabulary(vectors: Path) -> tuple[dict[str, Any] | None, list[str] | None]:
+    """(manifest, the tokenizer vocabulary its generation's lexical.json names); either None
+    when unreadable: the load that follows reports what is wrong."""
     import json
 
     from .store import read_manifest
 
     try:
-        lexical = json.loads((vectors / read_manifest(vectors)["generation"] / "lexical.json").read_text(encoding="utf-8"))
+        manifest = read_manifest(vectors)
+    except SmeQaError:
+        return None, None
+    try:
+        lexical = json.loads((vectors / manifest["generation"] / "lexical.json").read_text(encoding="utf-8"))
         words = lexical["vocabulary"]
-    except (SmeQaError, OSError, ValueError, KeyError, TypeError):
-        return None
-    return words if isinstance(words, list) and all(isinstance(w, str) for w in words) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return manifest, None
+    return manifest, words if isinstance(words, list) and all(isinstance(w, str) for w in words) else None
 
 
 _default: Searcher | None = None
