@@ -169,16 +169,21 @@ def pad(items, data, hidden=None):
     return ids, mask
 
 
+def frozen_output(chunk, data, h_cache, torch):
+    """The frozen layers' cached output for a batch, padded, and its attention mask."""
+    ids, mask = pad(chunk, data)
+    h = torch.zeros((len(chunk), ids.shape[1], 384))
+    for r, i in enumerate(chunk):
+        h[r, : len(data[i].pair.ids)] = torch.from_numpy(h_cache[i].astype(np.float32))
+    return h, torch.from_numpy(mask)
+
+
 def predict(reader_layers, head, h_cache, data, items, torch):
     """Start/end logits for each example (eval mode)."""
     out = {}
     with torch.no_grad():
         for chunk in batches(items, data, 64):
-            ids, mask = pad(chunk, data)
-            h = torch.zeros((len(chunk), ids.shape[1], 384))
-            for r, i in enumerate(chunk):
-                h[r, : len(data[i].pair.ids)] = torch.from_numpy(h_cache[i].astype(np.float32))
-            m = torch.from_numpy(mask)
+            h, m = frozen_output(chunk, data, h_cache, torch)
             for layer in reader_layers:
                 h = layer(h, m)
             logits = head(h).numpy()
@@ -387,11 +392,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         running = 0.0
         for n, chunk in enumerate(chunks):
-            ids, mask = pad(chunk, data)
-            h = torch.zeros((len(chunk), ids.shape[1], 384))
-            for r, i in enumerate(chunk):
-                h[r, : len(data[i].pair.ids)] = torch.from_numpy(h_cache[i].astype(np.float32))
-            m = torch.from_numpy(mask)
+            h, m = frozen_output(chunk, data, h_cache, torch)
             for layer in layers:
                 h = layer(h, m)
             logits = head(h)

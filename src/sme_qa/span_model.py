@@ -92,18 +92,12 @@ class Encoder:
             got = self._fp32[name] = np.ascontiguousarray(self.t[name], dtype=np.float32)
         return got
 
-    def _qkv(self, p: str) -> np.ndarray:
-        key = p + "qkv.weight"
+    def _qkv(self, p: str, part: str) -> np.ndarray:
+        """The query, key and value weights (``part`` "weight") or biases ("bias") stacked."""
+        key = f"{p}qkv.{part}"
         got = self._fp32.get(key)
         if got is None:
-            got = self._fp32[key] = np.concatenate([self.w(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")])
-        return got
-
-    def _qkv_bias(self, p: str) -> np.ndarray:
-        key = p + "qkv.bias"
-        got = self._fp32.get(key)
-        if got is None:
-            got = self._fp32[key] = np.concatenate([self.w(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
+            got = self._fp32[key] = np.concatenate([self.w(f"{p}attention.self.{n}.{part}") for n in ("query", "key", "value")])
         return got
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
@@ -121,7 +115,7 @@ class Encoder:
         d = hidden // HEADS
         x = h.reshape(bsz * n, hidden)
 
-        qkv = x @ self._qkv(p).T + self._qkv_bias(p)  # one matrix product for the three projections
+        qkv = x @ self._qkv(p, "weight").T + self._qkv(p, "bias")  # one matrix product for the three projections
         q, k, v = (qkv[:, j * hidden : (j + 1) * hidden].reshape(bsz, n, HEADS, d).transpose(0, 2, 1, 3) for j in range(3))
         scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(d) + ((1.0 - mask) * -1e9)[:, None, None, :]
         scores = np.exp(scores - scores.max(-1, keepdims=True))
