@@ -6,6 +6,7 @@ A user error is one line on stderr and exit status 1; ``--json`` output is for s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -354,10 +355,12 @@ def cmd_serve(args) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from .web.server import serve
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how a server is stopped: not an error
         serve(corpus=args.corpus, vectors=args.vectors, host=args.host, port=args.port, auth=args.auth, max_file_mb=args.max_file_mb)
-    except KeyboardInterrupt:  # Ctrl+C is how a server is stopped: not an error
-        print("sme-qa: stopped", file=sys.stderr)
+    # serve() returns only once the server has stopped.  Ctrl+C does not always come back as
+    # KeyboardInterrupt: uvicorn re-raises the signal into asyncio's runner, which cancels the
+    # serving task, and when that task finishes during its shutdown the run just returns.
+    print("sme-qa: stopped", file=sys.stderr)
     return 0
 
 
