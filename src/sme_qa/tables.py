@@ -39,7 +39,29 @@ ROWS_FILE = "rows.npz"
 ROW_ARRAYS = ("chunk_offsets", "doc_offsets", "vids", "chunk_doc", "doc_ids", "doc_dates", "doc_sources")
 
 
-class LazyRows(Sequence[dict[str, Any]]):
+class _Rows(Sequence[dict[str, Any]]):
+    """Indexing by position, negative position or slice over ``_row(j)`` for 0 <= j < len."""
+
+    def _row(self, j: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        j = int(i) + n if i < 0 else int(i)
+        if not 0 <= j < n:
+            raise IndexError(f"row {i} of {n}")
+        return self._row(j)
+
+
+class LazyRows(_Rows):
     """The rows of a JSONL file, each parsed when asked for (the file is memory-mapped)."""
 
     def __init__(self, path: Path, offsets: np.ndarray) -> None:
@@ -52,19 +74,7 @@ class LazyRows(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    @overload
-    def __getitem__(self, i: int) -> dict[str, Any]: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
-
-    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self)
-        j = int(i) + n if i < 0 else int(i)
-        if not 0 <= j < n:
-            raise IndexError(f"row {i} of {n}")
+    def _row(self, j: int) -> dict[str, Any]:
         row: dict[str, Any] = orjson.loads(self._data[self.offsets[j] : self.offsets[j + 1]])
         return row
 
@@ -73,7 +83,7 @@ class LazyRows(Sequence[dict[str, Any]]):
             yield self[j]
 
 
-class ConcatRows(Sequence[dict[str, Any]]):
+class ConcatRows(_Rows):
     """Several row sequences read as one (the base table, then the rows added since)."""
 
     def __init__(self, parts: Sequence[Sequence[dict[str, Any]]]) -> None:
@@ -83,19 +93,7 @@ class ConcatRows(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return int(self.starts[-1])
 
-    @overload
-    def __getitem__(self, i: int) -> dict[str, Any]: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
-
-    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self)
-        j = int(i) + n if i < 0 else int(i)
-        if not 0 <= j < n:
-            raise IndexError(f"row {i} of {n}")
+    def _row(self, j: int) -> dict[str, Any]:
         part = int(np.searchsorted(self.starts, j, side="right")) - 1
         return self.parts[part][j - int(self.starts[part])]
 
