@@ -85,6 +85,30 @@ def test_ivf_is_retrained_only_past_the_growth_factor_and_hnsw_never_updates():
         open_store("milvus", Path("nowhere"))
 
 
+def clustered(n: int, centres: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = centres[rng.integers(0, len(centres), n)] + 0.2 * rng.standard_normal((n, centres.shape[1])).astype(np.float32) / 7
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_ivf_is_retrained_when_new_topics_fill_it_not_when_more_of_the_same_does(tmp_path):
+    old_topics, new_topics = unit(20, seed=5), unit(20, seed=6)
+    store = FaissStore.build(48, "ivf", clustered(3000, old_topics, 1), np.arange(3000))
+    assert store.describe()["fit_floor"] > 0 and store.describe()["misfits"] == 0
+    same = clustered(1500, old_topics, 2)
+    assert store.misfits(same) <= 0.03 * len(same)  # ~1 % by the floor's definition
+    fresh = clustered(1500, new_topics, 3)
+    misfits = store.misfits(fresh)
+    assert misfits >= 0.9 * len(fresh)  # vectors of topics the lists were not trained on
+    assert store.can_update(4500, store.misfits(same)) and not store.can_update(4500, misfits)
+    store.misfit_count += misfits  # what the indexer records when it adds them anyway
+    store.save(tmp_path / "index.faiss")
+    mapped = open_store("faiss", tmp_path / "index.faiss", store.describe(), mapped=True)  # as a patch consults it
+    assert mapped.misfit_count == misfits and mapped.misfits(fresh[:100]) == store.misfits(fresh[:100])
+    assert not mapped.can_update(3100)
+    assert FaissStore.build(48, "flat", same, np.arange(1500)).misfits(fresh) == 0  # exact search serves any vector
+
+
 def test_a_format_1_index_file_is_read_as_a_legacy_store(tmp_path):
     x = unit(300)
     plain = faiss.IndexFlatIP(48)
@@ -164,6 +188,47 @@ def test_one_article_edited_and_one_deleted_change_only_their_rows(ivf_copy):
     assert searcher.retrieve(question, 1, mode="dense")[0].chunk_id.startswith("a010:")
     assert searcher.retrieve(question, 1)[0].text == question
     assert all(h.doc_id != "a020" for h in searcher.retrieve(_paragraph(20, 3), 5))
+
+
+class TopicEmbedder(HashEmbedder):
+    """Vectors near one of 8 topic directions (chosen by the text's hash), like the clusters of real
+    embeddings; a text about 新领域 lies near one of 8 other directions: a topic the IVF lists never saw."""
+
+    fingerprint = "topic-embedder:1"
+    OLD, NEW = unit(8, 32, seed=11), unit(8, 32, seed=12)
+
+    def _vector(self, text: str) -> np.ndarray:
+        noise = super()._vector(text)
+        centres = self.NEW if "新领域" in text else self.OLD
+        x = centres[int(abs(noise[0]) * 1e6) % 8] + 0.2 * noise
+        return (x / np.linalg.norm(x)).astype(np.float32)
+
+
+def test_an_update_of_new_topics_retrains_the_ivf_one_of_the_same_topics_does_not(tmp_path):
+    corpus, vectors = tmp_path / "corpus", tmp_path / "vectors"
+    corpus.mkdir()
+    for i in range(ARTICLES):
+        (corpus / f"a{i:03d}.md").write_text(_article(i), encoding="utf-8")
+    _index(corpus, vectors, TopicEmbedder())
+    trained = read_manifest(vectors)["vector_store"]["trained_on"]
+    for i in range(ARTICLES, ARTICLES + 5):  # 60 chunks more of the same topics: patched in place
+        (corpus / f"a{i:03d}.md").write_text(_article(i), encoding="utf-8")
+    _index(corpus, vectors, TopicEmbedder())
+    manifest = read_manifest(vectors)
+    assert manifest["updated_in_place"] is True and manifest["vector_store"]["trained_on"] == trained
+    assert manifest["delta"]["misfits"] <= 0.1 * 5 * PARAGRAPHS  # ~1 % expected: the floor is the 1st percentile
+    # 60 chunks of a new topic, 3.3 % of what it was trained on: re-trained, nothing embedded twice
+    for i in range(ARTICLES + 5, ARTICLES + 10):
+        (corpus / f"a{i:03d}.md").write_text(_article(i).replace("领域", "新领域"), encoding="utf-8")
+    embedder = TopicEmbedder()
+    summary = _index(corpus, vectors, embedder)
+    manifest = read_manifest(vectors)
+    assert embedder.embedded == 5 * PARAGRAPHS and summary.chunks_total == (ARTICLES + 10) * PARAGRAPHS
+    assert manifest["updated_in_place"] is False and manifest["vector_store"]["trained_on"] == summary.chunks_total
+    assert manifest["vector_store"]["misfits"] == 0 and not manifest.get("delta")
+    searcher = Searcher(Settings.load(vectors=vectors), embedder=TopicEmbedder())
+    question = _paragraph(ARTICLES + 7, 3).replace("领域", "新领域")
+    assert searcher.retrieve(question, 1, mode="dense")[0].text == question
 
 
 def test_growth_past_the_factor_retrains_and_changing_the_type_embeds_nothing(ivf_copy):

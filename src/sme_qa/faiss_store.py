@@ -29,8 +29,15 @@ __all__ = ["RETRAIN_GROWTH", "FaissStore", "ivf_lists"]
 # An IVF store is re-trained once it holds this many times the vectors it was trained on:
 # its lists are then up to this much longer than designed, so a search scans up to this
 # much more (recall at a fixed nprobe does not fall while new vectors follow the old
-# distribution); bench/bench_scale.py --growth measures both.
+# distribution); bench/bench_ivf_growth.py measures both.
 RETRAIN_GROWTH = 2.0
+# … or once the vectors added since training that its lists serve poorly (less similar to
+# their nearest centroid than all but MISFIT_PERCENTILE % of the training vectors: new topics)
+# number more than MISFIT_SHARE of the vectors it was trained on.  bench/bench_ivf_growth.py
+# (250,000 trained, 2,000 centres; load 1.8-3): growth drawn like the training vectors keeps
+# recall@10 at 0.978-0.985 up to 3×, so the count alone is safe there; growth with half its
+# vectors from 500 unseen centres fell to 0.920 at 1.25× and 0.858 at 2×, re-trained 0.97-0.98.
+MISFIT_PERCENTILE, MISFIT_SHARE = 1.0, 0.03
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
 # Lists probed per search as a fraction of nlist, at least IVF_MIN_PROBE.  Measured on the
 # bench_scale 1M index (2,000 lists, synthetic vectors, load 2.5): recall@10 against exact
@@ -76,11 +83,25 @@ def _i64(x: np.ndarray) -> np.ndarray:
 class FaissStore:
     backend = "faiss"
 
-    def __init__(self, index: Any, kind: str, *, trained_on: int = 0, legacy: bool = False) -> None:
+    def __init__(
+        self,
+        index: Any,
+        kind: str,
+        *,
+        trained_on: int = 0,
+        legacy: bool = False,
+        fit_floor: float | None = None,
+        misfits: int = 0,
+    ) -> None:
         self.index = index
         self.kind = kind
         self.trained_on = trained_on
         self.legacy = legacy
+        # IVF: the similarity to its nearest centroid under which a vector is served poorly
+        # (None: not known, for a store written before it was recorded), and how many of the
+        # vectors added since training fell under it
+        self.fit_floor = fit_floor
+        self.misfit_count = misfits
 
     # ------------------------------------------------------------ making
 
@@ -111,21 +132,33 @@ class FaissStore:
         else:
             raise ValueError(f"unknown index type {kind!r}: use flat, hnsw, ivf or auto")
         store = cls(index, kind, trained_on=n if kind == "ivf" else 0)
+        if kind == "ivf" and n and index.nlist > 1:  # one list is an exact search: nothing fits poorly
+            sample = vectors[:: max(1, n // 100_000)]
+            store.fit_floor = float(np.percentile(store._fit(sample), MISFIT_PERCENTILE))
         if n:
             store.add(ids, vectors)
         return store
 
     @classmethod
-    def load(cls, path: Path, description: dict[str, Any]) -> FaissStore:
+    def load(cls, path: Path, description: dict[str, Any], *, mapped: bool = False) -> FaissStore:
+        """``mapped``: memory-map the file read-only (to consult it, e.g. ``misfits``, not to change it)."""
         faiss = _faiss()
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY) if mapped else faiss.read_index(str(path))
         if isinstance(index, faiss.IndexIDMap):  # IndexIDMap2 is one
             kind = "hnsw" if isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW) else "flat"
             return cls(index, kind)
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = ivf_probes(index.nlist)  # today's tuning, not the one it was written with
             hashed = index.direct_map.type == faiss.DirectMap.Hashtable
-            return cls(index, "ivf", trained_on=int(description.get("trained_on", index.ntotal)), legacy=not hashed)
+            floor = description.get("fit_floor")
+            return cls(
+                index,
+                "ivf",
+                trained_on=int(description.get("trained_on", index.ntotal)),
+                legacy=not hashed,
+                fit_floor=float(floor) if isinstance(floor, (int, float)) else None,
+                misfits=int(description.get("misfits", 0)),
+            )
         kind = "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
         return cls(index, kind, legacy=True)  # format 1: row i is id i
 
@@ -198,18 +231,32 @@ class FaissStore:
         if self.kind == "ivf":
             codes = "fp16" if self.index.sq.qtype == faiss.ScalarQuantizer.QT_fp16 else "sq8"
             out.update(nlist=int(self.index.nlist), nprobe=int(self.index.nprobe), trained_on=self.trained_on, codes=codes)
+            if self.fit_floor is not None:
+                out.update(fit_floor=round(self.fit_floor, 6), misfits=self.misfit_count)
         if self.legacy:
             out["legacy"] = True
         return out
 
     # ------------------------------------------------------------ changing
 
-    def can_update(self, n_after: int) -> bool:
+    def can_update(self, n_after: int, misfits: int = 0) -> bool:
         if self.legacy or self.kind == "hnsw":
             return False
         if self.kind == "ivf":
-            return n_after <= RETRAIN_GROWTH * max(self.trained_on, 1)
+            trained = max(self.trained_on, 1)
+            return n_after <= RETRAIN_GROWTH * trained and self.misfit_count + misfits <= MISFIT_SHARE * trained
         return True
+
+    def misfits(self, vectors: np.ndarray) -> int:
+        """How many of ``vectors`` an IVF store's lists would serve poorly (0 for the other kinds)."""
+        if self.kind != "ivf" or self.fit_floor is None or self.index.nlist <= 1 or not len(vectors):
+            return 0
+        return int((self._fit(vectors) < self.fit_floor).sum())
+
+    def _fit(self, vectors: np.ndarray) -> np.ndarray:
+        """Each vector's inner product with its nearest IVF centroid."""
+        scores, _ = self.index.quantizer.search(_f32(vectors), 1)
+        return np.asarray(scores[:, 0])
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if self.legacy:

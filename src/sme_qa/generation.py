@@ -328,6 +328,8 @@ def _apply_delta(vectors: Path, gdir: Path, gen: Generation, delta: dict[str, np
     if gen.store is not None:
         gen.store.remove(delta["removed_vids"])
         gen.store.add(delta["vector_ids"], delta["vectors"])
+        described = gen.manifest.get("delta")
+        gen.store.misfit_count += int(described.get("misfits", 0)) if isinstance(described, dict) else 0
 
 
 def _materialise(gen: Generation, n_terms: int) -> None:

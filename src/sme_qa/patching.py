@@ -41,12 +41,13 @@ from .index_parts import (
     summary_time,
 )
 from .lexical import BM25, TermTable, Tokenizer, corpus_vocabulary, count_matrix
-from .manifest import FORMAT_VERSION, read_manifest
+from .manifest import FORMAT_VERSION, read_manifest, store_backend
 from .progress import Progress
 from .records import Article
 from .settings import Settings
 from .store import remove_stale, resolve_kind, write_patch
 from .vector_cache import VectorBank, VectorCache
+from .vector_store import open_store
 
 if TYPE_CHECKING:
     from .embedding import Embedder
@@ -265,6 +266,18 @@ class _Patch:
         vids[todo] = np.arange(next_vid, next_vid + len(todo), dtype=np.int64)
         next_vid += len(todo)
         new_vectors = np.stack([embedded.row_of[input_hashes[i]] for i in todo]).astype(np.float32) if todo else None
+        delta_entry = self.manifest.get("delta")
+        misfits = int(delta_entry.get("misfits", 0)) if isinstance(delta_entry, dict) else 0
+        if described["kind"] == "ivf" and new_vectors is not None:
+            # new topics its lists were not trained on: the full writer re-trains (the vectors
+            # just embedded are in the cache, so nothing is embedded again)
+            store = open_store(
+                store_backend(self.manifest), settings.vectors / self.manifest["generation"] / "index.faiss", described, mapped=True
+            )
+            misfits += store.misfits(new_vectors)
+            if not store.can_update(n_live, misfits):
+                log.info("%d of the vectors added since the IVF store was trained fit its lists poorly: re-training it", misfits)
+                return None
 
         # -- the delta's vectors: those it held that are still used, and the new ones
         dim = int(self.manifest["dimension"])
@@ -326,7 +339,7 @@ class _Patch:
             "sources": sources,
             "documents": documents,
             "vector_store": {**described, "count": n_live},
-            "delta": {"chunks": len(chunk_rows), "documents": len(delta_docs), "removed_documents": len(dead_docs)},
+            "delta": {"chunks": len(chunk_rows), "documents": len(delta_docs), "removed_documents": len(dead_docs), "misfits": misfits},
         }
         arrays = {
             "lex_indptr": counts.indptr.astype(np.int64),

@@ -77,11 +77,19 @@ def vector_store(
     fresh_vectors = np.zeros((len(fresh), dimension), dtype=np.float32)
     for j, i in enumerate(fresh.tolist()):
         fresh_vectors[j] = copied[copy_pos[i]] if copied is not None and i in copy_pos else row_of[input_hashes[i]]
-    if old is not None and old_store is not None and old_store.kind == kind and old_store.can_update(n) and old.manifest.get("format") != 1:
+    misfits = old_store.misfits(fresh_vectors) if old_store is not None and old_store.kind == kind else 0
+    if (
+        old is not None
+        and old_store is not None
+        and old_store.kind == kind
+        and old_store.can_update(n, misfits)
+        and old.manifest.get("format") != 1
+    ):
         gone = old.vids[np.isin(old.vids, vids[claimed], invert=True)]
         store = old_store
         store.remove(gone)
         store.add(vids[fresh], fresh_vectors)
+        store.misfit_count += misfits
         log.info("vector store updated in place: %d removed, %d added", len(gone), len(fresh))
         return store, vids, next_vid, True
     vectors = np.zeros((n, dimension), dtype=np.float32)

@@ -31,6 +31,7 @@ class VectorStore(Protocol):
 
     backend: str
     kind: str  # "flat", "ivf", "hnsw", …: what the manifest records as index_type
+    misfit_count: int  # vectors added since it was trained that ``misfits`` counted (0: exact kinds)
 
     @property
     def ntotal(self) -> int: ...
@@ -44,9 +45,13 @@ class VectorStore(Protocol):
     def remove(self, ids: np.ndarray) -> None:
         """Remove ``ids``; raises ``NotImplementedError`` when this kind cannot (then rebuild)."""
 
-    def can_update(self, n_after: int) -> bool:
-        """Whether adding/removing in place serves a store of ``n_after`` vectors (False: rebuild it,
-        e.g. an IVF index grown past its re-training factor, or an HNSW graph that cannot delete)."""
+    def can_update(self, n_after: int, misfits: int = 0) -> bool:
+        """Whether adding/removing in place serves a store of ``n_after`` vectors, ``misfits`` of the
+        added ones poorly (False: rebuild it, e.g. an IVF index grown past its re-training factor or
+        fed new topics its lists were not trained on, or an HNSW graph that cannot delete)."""
+
+    def misfits(self, vectors: np.ndarray) -> int:
+        """How many of ``vectors`` the store would serve poorly if added (0 for exact kinds)."""
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each ``len(queries)`` × ≤k, best first; ``-1`` ids mean "no more".
@@ -79,7 +84,8 @@ def new_store(backend: str, dimension: int, kind: str, vectors: np.ndarray, ids:
     return store
 
 
-def open_store(backend: str, path: Path, description: dict[str, Any] | None = None) -> VectorStore:
-    """The store saved at ``path`` by ``backend`` (``description``: what the manifest recorded)."""
-    store: VectorStore = _class(backend).load(path, description or {})
+def open_store(backend: str, path: Path, description: dict[str, Any] | None = None, *, mapped: bool = False) -> VectorStore:
+    """The store saved at ``path`` by ``backend`` (``description``: what the manifest recorded);
+    ``mapped``: memory-mapped read-only, to consult, not to change."""
+    store: VectorStore = _class(backend).load(path, description or {}, mapped=mapped)
     return store
