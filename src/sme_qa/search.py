@@ -13,27 +13,24 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import IndexMismatchError, QueryError, SmeQaError
+from .errors import IndexMismatchError, QueryError
 from .fusion import convex, dense_weight, minmax, rrf, signals
+from .index_state import IndexState, IndexView, load_state
 from .records import Answer, Article, Hit, article_link
 from .settings import Settings
-from .store import Generation, load_generation, manifest_stamp
+from .store import manifest_stamp
 
 if TYPE_CHECKING:
-    from .crosslingual import PinyinNames
     from .embedding import Embedder
-    from .lexical import LexicalIndex, Tokenizer
-    from .vector_store import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -50,78 +47,6 @@ MAX_QUERY_CHARS = 2000
 QUERY_CACHE_SIZE = 8192  # the lexical leg reads this much; the model truncates at 512 tokens itself
 
 
-@dataclass
-class _State:
-    """One generation as the searcher uses it: the two indexes it is handed, and row tables."""
-
-    generation: Generation
-    stamp: tuple[int, int] | None
-    bm25: LexicalIndex  # the lexical leg (BM25 today)
-    tokenizer: Tokenizer
-    term_ids: dict[str, int]
-    doc_index: dict[str, int]
-    chunk_doc_rows: np.ndarray  # chunk row → document row
-    chunk_dates: np.ndarray  # ISO date strings ("" when unknown), per chunk
-    chunk_sources: np.ndarray
-    row_of_vid: np.ndarray  # vector-store id → chunk row (-1: none)
-    view: IndexView | None = None  # made on first use by Searcher.view
-    # the vocabulary's names by pinyin, made for the first English question (~0.1 s per 16k terms,
-    # plus ~1 s once to read jieba's dictionary tags)
-    pinyin: PinyinNames | None = None
-
-    @property
-    def dense(self) -> VectorStore:
-        """The dense leg: the generation's vector store (FAISS today)."""
-        store = self.generation.store
-        assert store is not None  # a searcher loads it
-        return store
-
-
-class IndexView:
-    """One index generation's statistics and the query embedder: what the reader is handed
-    (``reader.CorpusView``).  Idf and place names are computed on first use and kept with
-    the generation, so a hot swap never mixes two indexes in one answer."""
-
-    def __init__(self, state: _State, embed: Callable[[Sequence[str]], np.ndarray]) -> None:
-        self._state = state
-        self._embed = embed
-        self._places: dict[str, frozenset[str]] = {}
-        self._lock = threading.Lock()
-
-    def idf(self, term: str) -> float:
-        """BM25 idf of ``term`` over the chunks (a word the index never saw gets the highest)."""
-        n = self._state.bm25.n_docs
-        row = self._state.term_ids.get(term)
-        d = self._state.bm25.document_frequency(row) if row is not None else 0
-        return math.log1p((n - d + 0.5) / (d + 0.5))
-
-    def tokens(self, text: str) -> list[str]:
-        return self._state.tokenizer.tokens(text)
-
-    def words(self, text: str) -> list[str]:
-        """The words of ``text`` as they stand in it (for answer spans)."""
-        return self._state.tokenizer.words(text, normalized=False)
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self._embed(texts)
-
-    def places(self, text: str) -> frozenset[str]:
-        """The place names (jieba tag ns) among the words of ``text``; cached by text."""
-        found = self._places.get(text)
-        if found is None:
-            from .question import PLACE_TAGS, tag
-
-            found = frozenset(w for w in self._state.tokenizer.words(text) if tag(w) in PLACE_TAGS)
-            with self._lock:
-                if len(self._places) > PLACES_CACHE_SIZE:
-                    self._places.clear()
-                self._places[text] = found
-        return found
-
-
-PLACES_CACHE_SIZE = 50_000  # sentences whose place names are remembered per generation
-
-
 class Searcher:
     """Retrieval and answers over one vectors directory.  Thread-safe for concurrent queries."""
 
@@ -129,7 +54,7 @@ class Searcher:
         self.settings = settings or Settings.load()
         self._injected = embedder is not None
         self._embedders: dict[str, Embedder] = {embedder.fingerprint: embedder} if embedder is not None else {}
-        self._state: _State | None = None
+        self._state: IndexState | None = None
         self._lock = threading.RLock()
         # (weights fingerprint, text) → query vector; read and written under _cache_lock
         self._query_cache: dict[tuple[str, str], np.ndarray] = {}
@@ -138,7 +63,7 @@ class Searcher:
     # ------------------------------------------------------------ loading
 
     @property
-    def state(self) -> _State:
+    def state(self) -> IndexState:
         state = self._state
         if state is None:
             with self._lock:
@@ -147,60 +72,8 @@ class Searcher:
                 state = self._state
         return state
 
-    def _load(self) -> _State:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from .lexical import BM25, Tokenizer
-
-        vectors = self.settings.vectors
-        stamp = manifest_stamp(vectors)
-        with ThreadPoolExecutor(1) as pool:
-            # jieba's dictionary loads meanwhile (its C-free parts release the GIL little, but the
-            # FAISS read and the file reads below do): the manifest names the vocabulary
-            manifest, vocabulary = _vocabulary(vectors)
-            tokenizer_job = pool.submit(Tokenizer, vocabulary) if vocabulary is not None else None
-            for attempt in range(3):  # a concurrent indexer may remove the generation we are reading
-                try:
-                    gen = load_generation(vectors, lazy=True, manifest=manifest if attempt == 0 else None)
-                    break
-                except SmeQaError:
-                    if attempt == 2 or manifest_stamp(vectors) == stamp:
-                        raise
-                    stamp = manifest_stamp(vectors)
-            lex = gen.lexical
-            tokenizer = tokenizer_job.result() if tokenizer_job is not None else None
-        if tokenizer is None or tokenizer.vocabulary != sorted(set(lex["vocabulary"])):
-            tokenizer = Tokenizer(lex["vocabulary"])
-        if gen.tables is not None:  # formats 2 and 3: per-row ids without parsing the tables
-            doc_ids = gen.tables["doc_ids"].tolist()
-            live_docs = range(len(doc_ids)) if gen.live_docs is None else np.flatnonzero(gen.live_docs).tolist()
-            doc_index = {doc_ids[i]: i for i in live_docs}
-            rows = gen.tables["chunk_doc"]
-            dates = np.array(gen.tables["doc_dates"].tolist(), dtype=object)
-            sources = np.array(gen.tables["doc_sources"].tolist(), dtype=object)
-        else:
-            doc_index = {d["id"]: i for i, d in enumerate(gen.documents)}
-            rows = np.array([doc_index[c["doc_id"]] for c in gen.chunks], dtype=np.int64)
-            dates = np.array([d.get("date") or "" for d in gen.documents], dtype=object)
-            sources = np.array([d.get("source") or "" for d in gen.documents], dtype=object)
-        assert gen.lengths is not None
-        bm25 = BM25.from_segments(gen.postings, gen.lengths, gen.live, lex["k1"], lex["b"])
-        row_of_vid = np.full(int(gen.vids.max()) + 1 if len(gen.vids) else 0, -1, dtype=np.int64)
-        live_rows = np.arange(len(gen.vids)) if gen.live is None else np.flatnonzero(gen.live)
-        row_of_vid[gen.vids[live_rows]] = live_rows
-        log.info("loaded %s: %d documents, %d chunks", vectors, len(doc_index), len(live_rows))
-        return _State(
-            gen,
-            stamp,
-            bm25,
-            tokenizer,
-            {t: i for i, t in enumerate(lex["terms"])},
-            doc_index,
-            rows,
-            dates[rows],
-            sources[rows],
-            row_of_vid,
-        )
+    def _load(self) -> IndexState:
+        return load_state(self.settings.vectors)
 
     def refresh(self) -> bool:
         """Load a newer index if the manifest changed since it was loaded; True if it did."""
@@ -217,7 +90,7 @@ class Searcher:
         """The query embedder for the live index (loaded on first use, reloaded for a new model)."""
         return self._embedder_for(self.state)
 
-    def _embedder_for(self, state: _State) -> Embedder:
+    def _embedder_for(self, state: IndexState) -> Embedder:
         manifest = state.generation.manifest
         wanted = manifest["fingerprint"]
         embedder = self._embedders.get(wanted)
@@ -250,7 +123,7 @@ class Searcher:
         """Query vectors, cached by text (the chat and the API often ask the same question twice)."""
         return self._embed_queries(self.state, texts)
 
-    def _embed_queries(self, state: _State, texts: Sequence[str]) -> np.ndarray:
+    def _embed_queries(self, state: IndexState, texts: Sequence[str]) -> np.ndarray:
         embedder = self._embedder_for(state)
         key = embedder.fingerprint
         unique = list(dict.fromkeys(texts))
@@ -358,7 +231,7 @@ class Searcher:
                 break
         return hits
 
-    def _chinese_terms(self, state: _State, question: str) -> list[str]:
+    def _chinese_terms(self, state: IndexState, question: str) -> list[str]:
         """The Chinese words an English question names (``crosslingual``); [] for a Chinese one."""
         from .crosslingual import PinyinNames, chinese_terms
         from .text import has_han
@@ -371,7 +244,7 @@ class Searcher:
                     state.pinyin = PinyinNames(state.term_ids)
         return chinese_terms(question, state.pinyin)
 
-    def _dense(self, state: _State, question: str, depth: int, mask: np.ndarray | None) -> tuple[list[int], list[float]]:
+    def _dense(self, state: IndexState, question: str, depth: int, mask: np.ndarray | None) -> tuple[list[int], list[float]]:
         """The dense leg's best ``depth`` (rows, scores); a filter is applied inside the search."""
         query = self._embed_queries(state, [question])
         # removed rows' vectors are gone from the store: a mask that only hides them is no filter
@@ -381,7 +254,9 @@ class Searcher:
         pairs = [(int(state.row_of_vid[i]), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
         return [r for r, _ in pairs], [s for _, s in pairs]
 
-    def _hit(self, state: _State, row: int, score: float, rank: int, ranks: dict[str, int], score_of: dict[str, dict[int, float]]) -> Hit:
+    def _hit(
+        self, state: IndexState, row: int, score: float, rank: int, ranks: dict[str, int], score_of: dict[str, dict[int, float]]
+    ) -> Hit:
         c = state.generation.chunks[row]
         d = state.generation.documents[state.chunk_doc_rows[row]]
         return Hit(
@@ -477,7 +352,7 @@ def _check_question(question: str) -> str:
     return question.strip()
 
 
-def _filter_mask(state: _State, date_from: str | None, date_to: str | None, sources: Sequence[str] | None) -> np.ndarray | None:
+def _filter_mask(state: IndexState, date_from: str | None, date_to: str | None, sources: Sequence[str] | None) -> np.ndarray | None:
     """Which chunk rows may be returned (None: every live row); removed rows never are."""
     live = state.generation.live
     if not (date_from or date_to or sources):
@@ -492,25 +367,6 @@ def _filter_mask(state: _State, date_from: str | None, date_to: str | None, sour
         wanted = set(sources)
         mask &= np.array([s in wanted for s in state.chunk_sources])
     return mask
-
-
-def _vocabulary(vectors: Path) -> tuple[dict[str, Any] | None, list[str] | None]:
-    """(manifest, the tokenizer vocabulary its generation's lexical.json names); either None
-    when unreadable: the load that follows reports what is wrong."""
-    import json
-
-    from .store import read_manifest
-
-    try:
-        manifest = read_manifest(vectors)
-    except SmeQaError:
-        return None, None
-    try:
-        lexical = json.loads((vectors / manifest["generation"] / "lexical.json").read_text(encoding="utf-8"))
-        words = lexical["vocabulary"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return manifest, None
-    return manifest, words if isinstance(words, list) and all(isinstance(w, str) for w in words) else None
 
 
 _default: Searcher | None = None
