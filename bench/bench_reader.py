@@ -9,7 +9,8 @@ short answer (0 when none is shown), and ask latency.  Sets:
 * xquad_zh, xquad_en2zh: their own passages;
 * dureader_demo: its 99 passages mixed into xquad_zh's (a corpus of 339);
 * seed_qa + seed_unanswerable: the sample corpus (``corpus/``);
-* off-corpus: the cmrc2018_dev questions asked of the sample corpus (all should be declined);
+* off-corpus: the cmrc2018_dev questions asked of the sample corpus (all should be declined), and
+  the English questions of xquad_en2zh asked of it (``offcorpus_en``: the same, in English);
 * content-free inputs (emoji, punctuation, SQL, zero-width spaces).
 
 "heuristic" is the reader of v0.1 re-created from the same features: sentence score =
@@ -120,7 +121,7 @@ def measure(name: str, rows: list[dict], ask) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, help="first N questions of each benchmark set")
-    ap.add_argument("--sets", default="xquad_zh,dureader,xquad_en2zh,seed,offcorpus,contentfree")
+    ap.add_argument("--sets", default="xquad_zh,dureader,xquad_en2zh,seed,offcorpus,offcorpus_en,contentfree")
     ap.add_argument("--readers", default="reader,heuristic")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
     results: list[tuple[str, str, dict]] = []
     sample_dir = Path(tempfile.mkdtemp(prefix="sme-qa-bench-reader-"))
     sample = None
-    if {"seed", "offcorpus", "contentfree"} & set(sets):
+    if {"seed", "offcorpus", "offcorpus_en", "contentfree"} & set(sets):
         build_index(ROOT / "corpus", sample_dir / "vectors")
         sample = Searcher(Settings.load(corpus=ROOT / "corpus", vectors=sample_dir / "vectors"))
     jobs = []
@@ -159,6 +160,9 @@ def main(argv=None) -> int:
     if "offcorpus" in sets:
         off = [replace_row(r) for r in rows_of(EVAL / "cmrc2018_dev" / "questions.jsonl", args.limit)]
         jobs.append(("cmrc2018_dev off-corpus", lambda: sample, off))
+    if "offcorpus_en" in sets:
+        off_en = [replace_row(r) for r in rows_of(EVAL / "xquad_en2zh" / "questions.jsonl", args.limit)]
+        jobs.append(("xquad_en2zh off-corpus", lambda: sample, off_en))
     if "contentfree" in sets:
         jobs.append(("content-free inputs", lambda: sample, [{"question": q} for q in CONTENT_FREE]))
     for name, make, rows in jobs:

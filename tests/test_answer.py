@@ -53,8 +53,9 @@ def test_citations_quote_the_article_exactly_and_link_the_right_paragraph(sample
 
 
 def test_every_fact_and_conflict_seed_question_is_answered_correctly(seed_answers):
-    # The paraphrased and the English seed question are still declined (the reader is not sure
-    # enough of them): reported by bench/bench_reader.py, not hidden here.
+    # The paraphrased seed question is answered with a sentence that does not hold its answer and
+    # the English one is declined (the reader is not sure enough of it): reported by
+    # bench/bench_reader.py, not hidden here.
     answerable = [(row, a) for row, a in seed_answers if row["kind"] in ("fact", "conflict")]
     assert len(answerable) >= 13
     wrong = [(row["qid"], a.text[:120]) for row, a in answerable if not answer_correct(row, a)]
@@ -87,8 +88,9 @@ def test_unanswerable_seed_question_is_declined_with_near_misses(seed_answers):
 def test_near_topic_questions_the_corpus_does_not_answer_are_declined(sample_searcher, path):
     rows = _rows(path)
     answered = [(r["question"], a.citations[0].quote[:60]) for r in rows if (a := sample_searcher.ask(r["question"], llm=False)).answered]
-    # The issue's aim is 14 of 15; the shipped reader declines 13 of 15 and 13 of 16 (model card):
-    # this guards that level, the closing note of issue #15 says what is missing.
+    # The issue's aim is 14 of 15; the shipped reader declines 12 of 15 and 13 of 16
+    # (bench/bench_reader.py, README): this guards that level, the closing note of issue #15 says
+    # what is missing.
     assert len(rows) >= 15 and len(answered) <= len(rows) // 5, answered
 
 

@@ -216,3 +216,25 @@ def test_a_span_inside_a_quoted_name_is_the_whole_name(view):
     model = shipped_model()
     span = best_span(q, text, view.words, model.span.predict, model.span_threshold)
     assert span is not None and span.text == "2022全国专精特新中小企业发展大会"
+
+
+def test_a_sentence_without_the_shape_asked_for_ranks_after_one_with_it(view):
+    # the best-scored sentence repeats the question but holds no count: the one with 97家 is quoted,
+    # and the question is answerable (v0.3 declined it: the shape was checked on the first sentence only)
+    hit = _hit("青岛高度重视专精特新“小巨人”企业的培育。目前青岛有专精特新“小巨人”97家，全国排名第八。", "qd")
+    q = analyse_with(view, "青岛高度重视的专精特新“小巨人”企业有多少家？")
+    reading = read(q, [hit], view)
+    by_score = max(reading.candidates, key=lambda c: c.score)
+    assert "97家" not in by_score.quote  # the reader alone prefers the sentence without the figure
+    assert "97家" in reading.candidates[0].quote and reading.peers == 1
+    assert reading.evidence["second_gap"] < 0  # answerability judged on the sentence that is quoted
+    none = _hit("青岛高度重视专精特新“小巨人”企业的培育工作。", "qd")
+    assert not read(q, [none], view).answerable  # no sentence can hold a count: declined
+
+
+def test_only_quoted_titles_and_pinned_figures_are_required(view):
+    q = analyse_with(view, "2023年青岛专精特新中小企业发展大会在哪里举行？")
+    assert "青岛" in q.names and "2023年" in q.names and q.required == ("2023年",)
+    titled = analyse_with(view, "《专精特新中小企业服务产品目录（第一批）》一共包含多少项产品？")
+    assert titled.required == ("专精特新中小企业服务产品目录(第一批)", "第一批")
+    assert analyse_with(view, "卡奥斯的总部设在哪个城市？").required == ()

@@ -11,7 +11,7 @@ import pytest
 
 from sme_qa import span_model as M
 from sme_qa.question import analyse, strip_question_words
-from sme_qa.spans import char_f1, short_answer
+from sme_qa.spans import char_f1, reread, short_answer
 
 SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 
@@ -101,3 +101,16 @@ def test_shipped_weights_reproduce_the_golden_slice(reader):
         text = sentence[got.start : got.end] if got else ""
         f1.append(max(char_f1(text, a) for a in row["answers"]))
     assert abs(float(np.mean(f1)) - golden["span_f1"]) < 0.01
+
+
+def test_reread_quotes_the_sentence_the_span_reader_backs(reader):
+    q = _question("我国已培育了多少家专精特新“小巨人”企业？")
+    sentences = ["我国高度重视专精特新“小巨人”企业的培育工作。", "目前，我国已累计培育专精特新“小巨人”企业8997家。"]
+    found = [reader.find(q.text, s, one_clause=True) for s in sentences]
+    assert found[1].logit > found[0].logit + 1  # a clear answer has the higher span logit
+    best, span = reread(q, sentences, [0.6, 0.5], lambda t: list(t), None)
+    assert best == 1 and span is not None and "8997" in span.text
+    assert reread(q, sentences, [0.6, 0.5], lambda t: list(t), None, k=1)[0] == 0  # the reader alone
+    assert reread(q, sentences, [0.99, 0.01], lambda t: list(t), None)[0] == 0  # a sure reader is not overruled
+    why = _question("为什么要培育专精特新企业？")
+    assert reread(why, ["因为它们是产业链的关键。"], [0.5], lambda t: list(t), None) == (0, None)

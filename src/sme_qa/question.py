@@ -112,6 +112,7 @@ class Question:
     left: str = ""  # matching form of the words just before the interrogative
     right: str = ""  # … and just after it
     content_free: bool = False  # asks nothing: emoji, punctuation, code
+    required: tuple[str, ...] = ()  # of ``names``, what a passage must mention to answer: quoted titles, pinned figures
 
 
 def match_form(text: str) -> str:
@@ -152,7 +153,8 @@ def analyse(question: str, tokens: Sequence[str], idf: Idf, tag: Tag = lambda w:
     text = question.strip()
     terms = tuple((w, float(idf(w)) * (FUNCTION_WEIGHT if (tag(w) or "")[:1] in FUNCTION_TAGS else 1.0)) for w in words)
     quoted = [match_form("".join(m)) for m in _QUOTED.findall(text)]
-    names = tuple(dict.fromkeys([w for w in words if tag(w) in NAME_TAGS] + [m for m in quoted if len(m) > 1]))
+    quoted = [m for m in quoted if len(m) > 1]
+    names = tuple(dict.fromkeys([w for w in words if tag(w) in NAME_TAGS] + quoted))
     places = tuple(w for w in words if tag(w) in PLACE_TAGS)
     target, unit = terms, None
     m = _HOW_MANY.search(text)
@@ -164,11 +166,25 @@ def analyse(question: str, tokens: Sequence[str], idf: Idf, tag: Tag = lambda w:
     form = match_form(text)
     if unit is None and _MONEY.search(text):
         unit = "元"
-    names = tuple(dict.fromkeys(names + tuple(match_form(m) for m in _PINNED.findall(text))))
+    pinned = [match_form(m) for m in _PINNED.findall(text)]
+    names = tuple(dict.fromkeys(names + tuple(pinned)))
+    required = tuple(dict.fromkeys(quoted + pinned))
     national = any(s in form for s in NATIONAL_SCOPE)
     left, right = wh_context(form)
     return Question(
-        text, not has_han(text), question_kind(text), terms, names, target, unit, national, places, left, right, is_content_free(text)
+        text,
+        not has_han(text),
+        question_kind(text),
+        terms,
+        names,
+        target,
+        unit,
+        national,
+        places,
+        left,
+        right,
+        is_content_free(text),
+        required,
     )
 
 

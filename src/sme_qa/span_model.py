@@ -228,7 +228,8 @@ def _logsumexp(x: np.ndarray) -> float:
 class Found:
     start: int  # character offsets in the sentence
     end: int
-    score: float
+    score: float  # probability of the span under the start and end softmaxes over the sentence
+    logit: float = 0.0  # start + end logit of the span, not normalised: comparable across sentences
 
 
 class SpanReader:
@@ -257,12 +258,13 @@ class SpanReader:
             return None
         start, end = self.logits(pair)
         a, b, p = best_tokens(start, end, pair, sentence, one_clause)
+        logit = float(start[a] + end[b])
         s, e = pair.offsets[a][0], pair.offsets[b][1]
         while s < e and sentence[s].isspace():
             s += 1
         while e > s and sentence[e - 1].isspace():
             e -= 1
-        return Found(s, e, p) if e > s else None
+        return Found(s, e, p, logit) if e > s else None
 
 
 @functools.lru_cache(maxsize=1)
