@@ -77,14 +77,12 @@ def vector_store(
     fresh_vectors = np.zeros((len(fresh), dimension), dtype=np.float32)
     for j, i in enumerate(fresh.tolist()):
         fresh_vectors[j] = copied[copy_pos[i]] if copied is not None and i in copy_pos else row_of[input_hashes[i]]
-    misfits = old_store.misfits(fresh_vectors) if old_store is not None and old_store.kind == kind else 0
-    if (
-        old is not None
-        and old_store is not None
-        and old_store.kind == kind
-        and old_store.can_update(n, misfits)
-        and old.manifest.get("format") != 1
-    ):
+    # misfits are counted (a quantizer search of every new vector) only where growth allows in place
+    growable = (
+        old is not None and old_store is not None and old_store.kind == kind and old.manifest.get("format") != 1 and old_store.can_update(n)
+    )
+    misfits = old_store.misfits(fresh_vectors) if growable and old_store is not None else 0
+    if growable and old is not None and old_store is not None and old_store.can_update(n, misfits):
         gone = old.vids[np.isin(old.vids, vids[claimed], invert=True)]
         store = old_store
         store.remove(gone)
