@@ -441,6 +441,9 @@ I18N = {
     "chatbot.complete": "完成",
     "chat_interface.chatbot": "对话",
     "chat_interface.conversation": "对话",
+    # Gradio's zh-CN has no text for these two; its status line (read by screen readers) showed the keys.
+    "common.complete": "已完成",
+    "status.queue_position": "排队中：第 {position} 位，共 {size} 位",
 }
 
 

@@ -82,6 +82,7 @@
     new MutationObserver(function () { onChange(); translateChosen(root); }).observe(root, {
       childList: true, subtree: true, attributes: true, attributeFilter: ["title", "aria-label"] });
     onChange();
+    translateChosen(root);  // a restored 👍/👎 may be drawn before the observer is attached
   }
 
   // ---- 2. copy one answer as plain text
