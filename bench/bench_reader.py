@@ -65,6 +65,7 @@ def searcher_for(name: str):
 def heuristic_ask(searcher):
     """ask(question) with the v0.1 sentence score and refusal rule, on today's retrieval and composer."""
     from sme_qa import reader as R
+    from sme_qa import reading_features as F
     from sme_qa.compose import choose, compose_answer, compose_decline
     from sme_qa.question import analyse_with
     from sme_qa.records import Answer
@@ -73,11 +74,11 @@ def heuristic_ask(searcher):
         view = searcher.view()
         q = analyse_with(view, text)
         hits = searcher.retrieve(q.text, 5) if q.text else []
-        sents = R.sentences(hits)
+        sents = F.sentences(hits)
         if not sents:
             t, near = compose_decline(q, hits)
             return Answer(q.text, t, answered=False, near_misses=near)
-        cols = R.sentence_features(q, hits, sents, view.places)
+        cols = F.sentence_features(q, hits, sents, view.places)
         score = cols["coverage"] + 0.3 * cols["passage_score"] + 0.25 * cols["typed"] - 0.3 * cols["short"]
         order = np.argsort(-score, kind="stable")
         cands = [

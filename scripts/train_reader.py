@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from sme_qa import reader as R  # noqa: E402  (after the path set-up, so a checkout runs without install)
+from sme_qa import reading_features as F  # noqa: E402
 from sme_qa import spans as S  # noqa: E402
 from sme_qa.question import analyse_with  # noqa: E402
 from sme_qa.text import compact  # noqa: E402
@@ -95,26 +96,26 @@ def collect(searcher, rows, name: str, cross: set[int]):
     for i, (row, (q, normal, masked)) in enumerate(zip(rows, found)):
         gold = set(row["gold_pids"])
         for variant, hs in (("normal", normal), ("masked", masked)):
-            sents = R.sentences(hs)
+            sents = F.sentences(hs)
             if not sents:
                 continue
             use_cross = variant == "normal" and i in cross
             if use_cross:  # the cross model sees what the reader embeds for an English question
                 hs = hs[: R.CROSS_PASSAGES]
-                sents = R.sentences(hs)[: R.CROSS_SENTENCES]
+                sents = F.sentences(hs)[: R.CROSS_SENTENCES]
             cos = [cosine[(row["question"], s.quote)] for s in sents] if use_cross else None
-            cols = R.sentence_features(q, hs, sents, view.places, cos)
+            cols = F.sentence_features(q, hs, sents, view.places, cos)
             labels = np.array([contains(s.quote, row["answers"]) for s in sents], dtype=float)
             in_gold = np.array([s.hit.doc_id in gold for s in sents])
             keep = in_gold | (labels == 0)
             if variant == "normal":
                 y = labels * in_gold
-                sent_X.append(R.matrix(cols, R.FEATURES)[keep])
+                sent_X.append(F.matrix(cols, F.FEATURES)[keep])
                 sent_y.append(y[keep])
                 sent_g.append(np.full(int(keep.sum()), len(ans_rows)))
                 if use_cross:
                     n = min(len(sents), R.CROSS_SENTENCES)
-                    cx = R.matrix({k: v[:n] for k, v in cols.items()}, R.CROSS_FEATURES)
+                    cx = F.matrix({k: v[:n] for k, v in cols.items()}, F.CROSS_FEATURES)
                     cross_X.append(cx[keep[:n]])
                     cross_y.append(y[:n][keep[:n]])
                     cross_g.append(np.full(int(keep[:n].sum()), len(ans_rows)))
@@ -164,7 +165,7 @@ def cross_cosines(searcher, rows, found, cross: set[int]) -> dict[tuple[str, str
     pairs = {}
     for i in sorted(cross):
         _, normal, _ = found[i]
-        for s in R.sentences(normal[: R.CROSS_PASSAGES])[: R.CROSS_SENTENCES]:
+        for s in F.sentences(normal[: R.CROSS_PASSAGES])[: R.CROSS_SENTENCES]:
             pairs[(rows[i]["question"], s.quote)] = None
     texts = list(dict.fromkeys([t for pair in pairs for t in pair]))
     if not texts:
@@ -202,7 +203,7 @@ def answer_matrix(ans_rows, model_sentence: R.Linear, model_cross: R.Linear, cro
     """Answerability evidence per row, whether its best sentence is right, and whether any retrieved
     sentence holds the answer (the question is answerable from what was retrieved)."""
     X, y, answerable = [], [], []
-    names = R.ANSWERABILITY_CROSS if cross else R.ANSWERABILITY
+    names = F.ANSWERABILITY_CROSS if cross else F.ANSWERABILITY
     for r in ans_rows:
         if cross and not r["cross"]:
             continue
@@ -210,8 +211,8 @@ def answer_matrix(ans_rows, model_sentence: R.Linear, model_cross: R.Linear, cro
         scorer = model_cross if cross else model_sentence
         n = len(cols["coverage"]) if not cross else min(len(cols["coverage"]), R.CROSS_SENTENCES)
         sub = {k: v[:n] for k, v in cols.items()}
-        probs = scorer.predict(R.matrix(sub, scorer.names))
-        ev = R.answerability_features(sub, probs, r["hits"])
+        probs = scorer.predict(F.matrix(sub, scorer.names))
+        ev = F.answerability_features(sub, probs, r["hits"])
         X.append([ev[k] for k in names])
         y.append(float(r["gold"][:n][int(np.argmax(probs))] > 0))
         answerable.append(float(r["gold"][:n].max(initial=0.0) > 0))
@@ -250,8 +251,8 @@ def rule_table(ans_rows, model: R.Model) -> dict[str, dict[str, float]]:
         # v0.3: the ranking ignores the shape, the answerability is that of the best-scored sentence
         mismatch = np.maximum(cols["national_mismatch"], cols["local_mismatch"])
         old = sorted(reading.candidates, key=lambda c: (bool(mismatch[idx[c.passage, c.index]]), -c.score, c.passage, c.start))
-        probs = model.sentence.predict(R.matrix(cols, model.sentence.names))
-        ev = R.answerability_features(cols, probs, hits)
+        probs = model.sentence.predict(F.matrix(cols, model.sentence.names))
+        ev = F.answerability_features(cols, probs, hits)
         row = np.asarray([[ev[name] for name in rule.names]])
         p_old = float(rule.predict(np.where(np.isnan(row), rule.mean, row))[0])
         old_ok = bool(old) and p_old >= model.threshold and R.shape_ok(q, old[0])
@@ -304,7 +305,7 @@ def choose_extra_ratio(ans_rows, sentence: R.Linear) -> tuple[float, dict[str, l
     probs, golds = [], []
     for r in ans_rows:
         if r["variant"] == "normal" and r["gold"].max(initial=0.0) > 0:
-            probs.append(sentence.predict(R.matrix(r["cols"], sentence.names)))
+            probs.append(sentence.predict(F.matrix(r["cols"], sentence.names)))
             golds.append(r["gold"])
     table: dict[str, list[float]] = {}
     for ratio in np.round(np.linspace(0.1, 1.0, 10), 2):
@@ -382,14 +383,14 @@ def fit(data, train_sets, answer_rate: float, compare_models: bool, eval_dir: Pa
     y = np.concatenate([data[n][1] for n in train_sets])
     cX = np.concatenate([data[n][3] for n in train_sets])
     cy = np.concatenate([data[n][4] for n in train_sets])
-    sentence = fit_linear(X, y, R.FEATURES)
-    cross = fit_linear(cX, cy, R.CROSS_FEATURES)
+    sentence = fit_linear(X, y, F.FEATURES)
+    cross = fit_linear(cX, cy, F.CROSS_FEATURES)
     ans_rows = [r for n in train_sets for r in data[n][6]]
     # Chinese: is the answer among the retrieved passages at all (the masked copies are the
     # negatives); measured between the two training sets this labelling declines fewer answerable
     # questions than "is the best sentence right" at the same share of masked questions answered.
     aX, _, a_ok = answer_matrix(ans_rows, sentence, cross, cross=False)
-    answerable = fit_linear(aX, a_ok, R.ANSWERABILITY, balanced=True)
+    answerable = fit_linear(aX, a_ok, F.ANSWERABILITY, balanced=True)
     threshold = choose_threshold(answerable.predict(aX), a_ok, answer_rate)
     # English: the training questions are Chinese, embedded as the English ones are, so every
     # absolute cosine is higher than an English question's.  Masked copies as negatives teach
@@ -397,7 +398,7 @@ def fit(data, train_sets, answer_rate: float, compare_models: bool, eval_dir: Pa
     # is fitted on answerable questions only ("is the best sentence right") and its cut keeps
     # the one that maximises right − wrong answers: cautious where it cannot see its negatives.
     caX, cay, _ = answer_matrix(ans_rows, sentence, cross, cross=True)
-    answerable_cross = fit_linear(caX, cay, R.ANSWERABILITY_CROSS, balanced=True)
+    answerable_cross = fit_linear(caX, cay, F.ANSWERABILITY_CROSS, balanced=True)
     threshold_cross = right_minus_wrong_cut(answerable_cross.predict(caX), cay)
     extra_ratio, quote_table = choose_extra_ratio(ans_rows, sentence)
     sX = np.concatenate([data[n][7][0] for n in train_sets])
@@ -588,17 +589,17 @@ def compare_folds(d, name: str) -> dict[str, dict[str, float]]:
     def gbdt(X, y):
         return lambda Z: HistGradientBoostingClassifier(max_iter=200, random_state=SEED).fit(X, y).predict_proba(Z)[:, 1]
 
-    f, cf = list(R.FEATURES), list(R.CROSS_FEATURES)
+    f, cf = list(F.FEATURES), list(F.CROSS_FEATURES)
     heuristic = (
         X[:, f.index("coverage")] + 0.3 * X[:, f.index("passage_score")] + 0.25 * X[:, f.index("typed")] - 0.3 * X[:, f.index("short")]
     )
     out = {
         f"{name} (2-fold by question)": {
-            "logistic": two_fold(lin(R.FEATURES), X, y, g),
+            "logistic": two_fold(lin(F.FEATURES), X, y, g),
             "gbdt": two_fold(gbdt, X, y, g),
             "heuristic v0.1": top1(heuristic, y, g),
             "bigram recall only": top1(X[:, f.index("bigram_recall")], y, g),
-            "cross logistic": two_fold(lin(R.CROSS_FEATURES), cX, cy, cg),
+            "cross logistic": two_fold(lin(F.CROSS_FEATURES), cX, cy, cg),
             "cosine only": top1(cX[:, cf.index("cosine")], cy, cg),
         }
     }
@@ -618,13 +619,13 @@ def compare(data, answer_rate: float) -> dict[str, dict[str, float]]:
         X = np.concatenate([data[n][0] for n in train])
         y = np.concatenate([data[n][1] for n in train])
         tX, ty, tg = data[test][0], data[test][1], data[test][2]
-        lin = fit_linear(X, y, R.FEATURES)
+        lin = fit_linear(X, y, F.FEATURES)
         gb = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, max_leaf_nodes=31, random_state=SEED).fit(X, y)
-        f = list(R.FEATURES)
+        f = list(F.FEATURES)
         heuristic = tX[:, f.index("coverage")] + 0.3 * tX[:, f.index("passage_score")] + 0.25 * tX[:, f.index("typed")]
         cX, cy, cg = data[test][3], data[test][4], data[test][5]
-        ctrain = fit_linear(np.concatenate([data[n][3] for n in train]), np.concatenate([data[n][4] for n in train]), R.CROSS_FEATURES)
-        cf = list(R.CROSS_FEATURES)
+        ctrain = fit_linear(np.concatenate([data[n][3] for n in train]), np.concatenate([data[n][4] for n in train]), F.CROSS_FEATURES)
+        cf = list(F.CROSS_FEATURES)
         sX, _, sg, sf = data[test][7]
         trX = np.concatenate([data[n][7][0] for n in train])
         trY = np.concatenate([data[n][7][1] for n in train])
@@ -632,7 +633,7 @@ def compare(data, answer_rate: float) -> dict[str, dict[str, float]]:
         span_f1 = float(np.mean([sf[np.flatnonzero(sg == g)][np.argmax(sp[sg == g])] for g in np.unique(sg)]))
         train_rows = [r for n in train for r in data[n][6]]
         aX, _, a_ok = answer_matrix(train_rows, lin, ctrain, cross=False)
-        rule = fit_linear(aX, a_ok, R.ANSWERABILITY, balanced=True)
+        rule = fit_linear(aX, a_ok, F.ANSWERABILITY, balanced=True)
         cut = choose_threshold(rule.predict(aX), a_ok, answer_rate)
         test_rows = data[test][6]
         tX_a, _, t_ok = answer_matrix(test_rows, lin, ctrain, cross=False)

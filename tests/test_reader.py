@@ -13,7 +13,8 @@ import pytest
 
 from sme_qa.compose import CONFLICT_ZH, choose, compose_answer, find_conflict, quantities, with_attribution
 from sme_qa.question import analyse_with, is_content_free, question_kind, strip_question_words, wh_context
-from sme_qa.reader import Candidate, coverage, longest_common, passage_sentences, read, shipped_model
+from sme_qa.reader import Candidate, read, shipped_model
+from sme_qa.reading_features import coverage, longest_common, passage_sentences
 from sme_qa.records import Hit
 from sme_qa.spans import best_span, candidates, char_f1
 

@@ -27,7 +27,8 @@ from . import span_model
 from .compose import choose, compose_answer, compose_conflict, compose_decline, find_conflict
 from .errors import LLMError, QueryError
 from .question import Question, analyse_with, match_form
-from .reader import Reading, passage_sentences, read, shipped_model
+from .reader import Reading, read, shipped_model
+from .reading_features import passage_sentences
 from .records import Answer, Citation, Hit, article_link
 from .spans import NO_SPAN_KINDS, reread
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from .llm import DECLINE_EN, DECLINE_ZH
 from .question import DELIM, QUANTITY, Question, match_form
-from .reader import SHORT_SENTENCE, Candidate
+from .reader import Candidate
+from .reading_features import SHORT_SENTENCE
 from .records import Citation, Hit, article_link
 from .text import ATTRIBUTION, normalize, to_simplified
 
