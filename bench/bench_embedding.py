@@ -184,7 +184,7 @@ def main() -> None:
         worker(args.worker, args.data, args.repeat)
         return
 
-    from sme_qa.bundled import materialize
+    from sme_qa.bundled_st import materialize
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"

@@ -90,7 +90,7 @@ def main() -> None:
         worker(args.worker, args.data, args.cpus, args.threads)
         return
 
-    from sme_qa.bundled import materialize
+    from sme_qa.bundled_st import materialize
 
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import train_reader as T  # noqa: E402  (after the path set-up, so a checkout runs without install)
 import train_span as TS  # noqa: E402
 
-from sme_qa import bundled, span_model  # noqa: E402
+from sme_qa import bundled_st, span_model  # noqa: E402
 from sme_qa import reader as R  # noqa: E402
 from sme_qa.question import analyse_with  # noqa: E402
 from sme_qa.spans import NO_SPAN_KINDS  # noqa: E402
@@ -44,7 +44,7 @@ def held_out_groups(eval_dir: Path) -> set[str]:
     """The ``set/pid`` passages ``scripts/train_span.py`` held out (the same examples, the same draw)."""
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(bundled.materialize() / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(bundled_st.materialize() / "tokenizer.json"))
     data = [x for name in TS.TRAIN_SETS for x in TS.examples(eval_dir, name, tokenizer, None)]
     groups = sorted({x.group for x in data})
     rng = np.random.default_rng(TS.SEED)

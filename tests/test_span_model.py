@@ -27,9 +27,9 @@ def test_numpy_encoder_matches_the_transformers_bert_model(reader):
     """The encoder that answers (numpy) against transformers' BertModel on the same base weights."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from sme_qa import bundled
+    from sme_qa import bundled_st
 
-    base = bundled.materialize()
+    base = bundled_st.materialize()
     pair = M.encode_pair(reader.tokenizer, "海创汇首创的是什么创业模式？", "海创汇首创“有根创业”模式，已孵化71家专精特新“小巨人”企业。")
     assert pair is not None
     ours = M.Encoder(M.read_safetensors(base / "model.safetensors")).forward(pair.ids[None, :], np.ones((1, len(pair.ids))))

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from . import bundled
+from . import bundled, bundled_st
 from .errors import ModelError
 from .settings import DEFAULT_MODEL
 from .threads import ThreadChooser
@@ -181,7 +181,7 @@ def load_embedder(
         if purpose == "query" and chosen == default:
             embedder: Embedder = bundled.EngineEmbedder()
         else:
-            st = _load_st(str(bundled.materialize(cache_dir)), local_files_only=True)
+            st = _load_st(str(bundled_st.materialize(cache_dir)), local_files_only=True)
             embedder = SentenceTransformerEmbedder(st, given, bundled.weights_fingerprint(), chosen, _use_bf16(st), _dimension(st))
     else:
         where, fingerprint, local = _resolve(given)

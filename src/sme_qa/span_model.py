@@ -7,7 +7,7 @@ the gold sentences of cmrc2018_dev and drcd_dev only).  Run in numpy, so answeri
 torch: one sentence costs about 2.5 GFLOP (~50–100 ms on two cores).
 
 The base weights come from the bundled model's sentence-transformers directory
-(``bundled.materialize``, built once in the cache dir, then memory-mapped: only the word vectors
+(``bundled_st.materialize``, built once in the cache dir, then memory-mapped: only the word vectors
 of the tokens in use are read).  When the bundled model or the shipped head is missing, the
 caller falls back to the feature span model of ``spans.py``.
 """
@@ -317,7 +317,7 @@ def preload() -> None:
 
 @functools.lru_cache(maxsize=2)
 def _load(cache_dir: str | None) -> SpanReader | None:
-    from . import bundled
+    from . import bundled_st
     from .errors import ModelError
 
     path = head_path()
@@ -325,7 +325,7 @@ def _load(cache_dir: str | None) -> SpanReader | None:
         log.info("no %s in the package: short answers come from the feature model", HEAD_FILE)
         return None
     try:
-        base_dir = bundled.materialize(Path(cache_dir) if cache_dir else None)
+        base_dir = bundled_st.materialize(Path(cache_dir) if cache_dir else None)
     except ModelError as e:
         log.warning("the span reader needs the bundled model (%s): short answers come from the feature model", e)
         return None
@@ -336,9 +336,9 @@ def load_from(path: Path, base_dir: Path | None = None) -> SpanReader:
     """A span reader from a head file (``scripts/train_span.py`` output) over the bundled base."""
     from tokenizers import Tokenizer
 
-    from . import bundled
+    from . import bundled_st
 
-    base_dir = base_dir or bundled.materialize()
+    base_dir = base_dir or bundled_st.materialize()
     tokenizer = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
     tensors = merged_tensors(read_safetensors(base_dir / "model.safetensors"), read_safetensors(path))
     return SpanReader(tokenizer, tensors, file_metadata(path))
