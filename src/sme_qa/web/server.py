@@ -186,7 +186,8 @@ def create_app(
     os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "100")
     import gradio as gr
 
-    from .chat import ChatService, build_blocks, i18n
+    from .chat import ChatService
+    from .layout import build_blocks, i18n
     from .upload import delete_token
 
     service = ChatService(searcher, corpus, manage=manage, public_url=public_url)
