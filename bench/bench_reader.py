@@ -8,7 +8,7 @@ short answer (0 when none is shown), and ask latency.  Sets:
 
 * xquad_zh, xquad_en2zh: their own passages;
 * dureader_demo: its 99 passages mixed into xquad_zh's (a corpus of 339);
-* seed_qa + seed_unanswerable: the sample corpus (``corpus/``);
+* seed_qa + seed_unanswerable, and tests/data's near-topic and English questions: the sample corpus (``corpus/``);
 * off-corpus: the cmrc2018_dev questions asked of the sample corpus (all should be declined), and
   the English questions of xquad_en2zh asked of it (``offcorpus_en``: the same, in English);
 * content-free inputs (emoji, punctuation, SQL, zero-width spaces).
@@ -158,6 +158,9 @@ def main(argv=None) -> int:
         near = ROOT / "tests" / "data" / "near_topic_unanswerable.jsonl"
         if near.is_file():
             jobs.append(("near-topic (tests/data)", lambda: sample, rows_of(near)))
+        english = ROOT / "tests" / "data" / "english_sample.jsonl"
+        if english.is_file():
+            jobs.append(("English (tests/data)", lambda: sample, rows_of(english)))
     if "offcorpus" in sets:
         off = [replace_row(r) for r in rows_of(EVAL / "cmrc2018_dev" / "questions.jsonl", args.limit)]
         jobs.append(("cmrc2018_dev off-corpus", lambda: sample, off))
