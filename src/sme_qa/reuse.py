@@ -77,19 +77,16 @@ def vector_store(
     fresh_vectors = np.zeros((len(fresh), dimension), dtype=np.float32)
     for j, i in enumerate(fresh.tolist()):
         fresh_vectors[j] = copied[copy_pos[i]] if copied is not None and i in copy_pos else row_of[input_hashes[i]]
-    # misfits are counted (a quantizer search of every new vector) only where growth allows in place
-    growable = (
-        old is not None and old_store is not None and old_store.kind == kind and old.manifest.get("format") != 1 and old_store.can_update(n)
-    )
-    misfits = old_store.misfits(fresh_vectors) if growable and old_store is not None else 0
-    if growable and old is not None and old_store is not None and old_store.can_update(n, misfits):
-        gone = old.vids[np.isin(old.vids, vids[claimed], invert=True)]
-        store = old_store
-        store.remove(gone)
-        store.add(vids[fresh], fresh_vectors)
-        store.misfit_count += misfits
-        log.info("vector store updated in place: %d removed, %d added", len(gone), len(fresh))
-        return store, vids, next_vid, True
+    if old is not None and old_store is not None and old_store.kind == kind and old.manifest.get("format") != 1 and old_store.can_update(n):
+        # misfits are counted (a quantizer search of every new vector) only where growth allows in place
+        misfits = old_store.misfits(fresh_vectors)
+        if old_store.can_update(n, misfits):
+            gone = old.vids[np.isin(old.vids, vids[claimed], invert=True)]
+            old_store.remove(gone)
+            old_store.add(vids[fresh], fresh_vectors)
+            old_store.misfit_count += misfits
+            log.info("vector store updated in place: %d removed, %d added", len(gone), len(fresh))
+            return old_store, vids, next_vid, True
     vectors = np.zeros((n, dimension), dtype=np.float32)
     if old is not None and len(fresh) < n:
         keep = np.flatnonzero(claimed)
