@@ -131,6 +131,9 @@ def test_english_question_gets_english_framing_and_off_corpus_english_is_decline
     declined = sample_searcher.ask("Who won the football world cup in 1998?", llm=False)
     assert not declined.answered and declined.text.startswith(DECLINE_EN)
     assert NEAR_EN in declined.text and 1 <= len(declined.near_misses) <= 3
+    # a year the question names must stand in a passage, as in Chinese (「2023年…」)
+    assert sample_searcher.ask("What did Qingdao issue in 2012?", llm=False).answered
+    assert not sample_searcher.ask("What did Qingdao issue in 2031?", llm=False).answered
 
 
 def test_shipped_weights_reproduce_the_model_card_on_the_seed_sets(sample_searcher):

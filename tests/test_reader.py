@@ -239,3 +239,6 @@ def test_only_quoted_titles_and_pinned_figures_are_required(view):
     titled = analyse_with(view, "《专精特新中小企业服务产品目录（第一批）》一共包含多少项产品？")
     assert titled.required == ("专精特新中小企业服务产品目录(第一批)", "第一批")
     assert analyse_with(view, "卡奥斯的总部设在哪个城市？").required == ()
+    # an English question's years are pinned figures too (the Chinese text writes 2012年)
+    assert analyse_with(view, "What did Qingdao issue in 2012?").required == ("2012",)
+    assert analyse_with(view, "How much did it cost, 2,000 or 2019.5 yuan?").required == ()

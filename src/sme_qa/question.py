@@ -72,6 +72,9 @@ _HOW_MANY = re.compile(rf"(?:多少|几)\s*(?P<unit>{UNIT})?")
 _MONEY = re.compile(r"多少钱|多少资金|多少经费|多少元|金额|奖励多少|补贴多少|资助多少|售价|价格|营业收入|营收|净利润|利润是多少|注册资本")
 # Specific figures a question names (「2023年」, 「第二批」): a passage without them cannot answer it.
 _PINNED = re.compile(r"\d{4}年|第[一二三四五六七八九十百\d]+[批届次期季]")
+# The same for an English question: a year it names (in 1998, since 2021), which the Chinese
+# text writes in the same digits (1998年).
+_PINNED_YEAR = re.compile(r"(?<![\d.,])(?:1[5-9]|20)\d\d(?![\d.,]\d)")
 # Input that asks nothing: no Han character and no Latin word of two or more letters once
 # symbols, emoji, punctuation and invisible characters are gone; or something that reads as
 # code (SQL, markup) rather than a question.
@@ -166,7 +169,7 @@ def analyse(question: str, tokens: Sequence[str], idf: Idf, tag: Tag = lambda w:
     form = match_form(text)
     if unit is None and _MONEY.search(text):
         unit = "元"
-    pinned = [match_form(m) for m in _PINNED.findall(text)]
+    pinned = [match_form(m) for m in (_PINNED if has_han(text) else _PINNED_YEAR).findall(text)]
     names = tuple(dict.fromkeys(names + tuple(pinned)))
     required = tuple(dict.fromkeys(quoted + pinned))
     national = any(s in form for s in NATIONAL_SCOPE)
