@@ -7,13 +7,14 @@ index) only where the reader needs idf, place names and the embedder.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib import resources
 
 import pytest
 
 from sme_qa.compose import CONFLICT_ZH, choose, compose_answer, find_conflict, quantities, with_attribution
 from sme_qa.question import analyse_with, is_content_free, question_kind, strip_question_words, wh_context
-from sme_qa.reader import Candidate, read, shipped_model
+from sme_qa.reader import Candidate, read, shape_ok, shipped_model
 from sme_qa.reading_features import coverage, longest_common, passage_sentences
 from sme_qa.records import Hit
 from sme_qa.spans import best_span, candidates, char_f1
@@ -231,6 +232,17 @@ def test_a_sentence_without_the_shape_asked_for_ranks_after_one_with_it(view):
     assert reading.evidence["second_gap"] < 0  # answerability judged on the sentence that is quoted
     none = _hit("青岛高度重视专精特新“小巨人”企业的培育工作。", "qd")
     assert not read(q, [none], view).answerable  # no sentence can hold a count: declined
+
+
+def test_a_which_year_question_needs_a_year_not_any_figure(view):
+    q = analyse_with(view, "刘长文是哪一年担任海创汇董事长的？")
+    figures = _hit("据海创汇董事长刘长文介绍，目前平台已经服务了4000多家中小企业，已孵化出5家上市公司。", "hch")
+    assert not read(q, [figures], view).answerable  # 4000多家 is no year
+    dated = _hit("据海创汇董事长刘长文介绍，平台服务了4000多家中小企业。刘长文于2014年起担任海创汇董事长。", "hch")
+    reading = read(q, [dated], view)
+    assert "2014年" in reading.candidates[0].quote
+    for year in ("民国9年", "嘉靖九年", "庚申年", "今年"):
+        assert shape_ok(q, replace(reading.candidates[0], quote=f"他于{year}出任董事长。")), year
 
 
 def test_only_quoted_titles_and_pinned_figures_are_required(view):
