@@ -363,6 +363,7 @@ class ReadyServer(uvicorn.Server):
 
 
 WARM_QUESTION = "专精特新企业有多少家？"
+WARM_JOIN_SECONDS = 30.0  # at most this long a stopping server waits for the warm-up to end
 
 
 def _warm(searcher: Searcher) -> None:
@@ -399,6 +400,7 @@ def serve(
             settings.host,
         )
     sock = _listen(settings.host, settings.port)  # a busy port fails now, before any indexing
+    warming: threading.Thread | None = None
     try:
         summary = ensure_index(settings, progress=progress_bar())
         if summary is not None and summary.written:
@@ -409,16 +411,22 @@ def serve(
             )
         searcher = Searcher(settings)
         searcher.state  # noqa: B018 - load now, so a broken index fails here, not on the first question
-        threading.Thread(target=_warm, args=(searcher,), name="sme-qa-warm", daemon=True).start()
+        warming = threading.Thread(target=_warm, args=(searcher,), name="sme-qa-warm", daemon=True)
+        warming.start()
         manage = is_loopback(settings.host) or credentials is not None
         app = create_app(searcher, settings.corpus, auth=credentials, manage=manage, public_url=settings.public_url)
         server = ReadyServer(
             uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=2),
             on_ready=_announce,
         )
-        server.run(sockets=[sock])
+        server.run(sockets=[sock])  # on Ctrl+C uvicorn shuts down, then raises KeyboardInterrupt
     finally:
         sock.close()
+        # A Ctrl+C in the first seconds stops the server while the warm-up is still inside the
+        # tokenizer or unpacking the bundled model: an interpreter finalised under it aborts the
+        # process ("FATAL: exception not rethrown", exit -6) instead of exiting 0.
+        if warming is not None:
+            warming.join(timeout=WARM_JOIN_SECONDS)
 
 
 def _announce(url: str) -> None:
