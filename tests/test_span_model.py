@@ -114,3 +114,20 @@ def test_reread_quotes_the_sentence_the_span_reader_backs(reader):
     assert reread(q, sentences, [0.99, 0.01], lambda t: list(t), None)[0] == 0  # a sure reader is not overruled
     why = _question("为什么要培育专精特新企业？")
     assert reread(why, ["因为它们是产业链的关键。"], [0.5], lambda t: list(t), None) == (0, None)
+
+
+def test_one_batched_pass_finds_what_one_sentence_at_a_time_finds(reader):
+    """``read_many`` pads sentences of different lengths into one batch: the spans and their
+    logits are those of ``find`` on each sentence alone."""
+    question = "海创汇首创的是什么创业模式？"
+    sentences = [
+        "海创汇首创“有根创业”模式，已孵化71家专精特新“小巨人”企业。",
+        "平台已链接全球创投机构。",
+        "海尔集团旗下的海创汇成立于2014年，总部位于青岛，目前已经聚集了4000多家中小企业和数百家投资机构。",
+    ]
+    found = reader.read_many(question, sentences)
+    for sentence, got in zip(sentences, found):
+        alone = reader.find(question, sentence)
+        assert got is not None and alone is not None
+        assert (got.start, got.end) == (alone.start, alone.end), sentence
+        assert abs(got.logit - alone.logit) < 1e-3 and abs(got.score - alone.score) < 1e-4

@@ -258,7 +258,7 @@ def reread(
     reader = span_model.load()
     if reader is None or q.english or k <= 1:
         return 0, short_answer(q, sentences[0], words, model)
-    found = [reader.find(q.text, s, one_clause=q.kind == "number") for s in sentences[:k]]
+    found = reader.read_many(q.text, sentences[:k], one_clause=q.kind == "number")
     value = [_log_odds(p) + weight * f.logit if f is not None else -math.inf for p, f in zip(scores, found)]
     best = int(np.argmax(value)) if any(math.isfinite(v) for v in value) else 0
     return best, _span_of(q, sentences[best], found[best], reader.threshold)
