@@ -19,6 +19,8 @@ from .reading_features import SHORT_SENTENCE
 from .records import Citation, Hit, article_link
 from .text import ATTRIBUTION, normalize, to_simplified
 
+# Bounds on what an answer shows, not fitted: at most two quoted sentences (whether the second is
+# quoted at all is fitted: ``reader.Model.extra_ratio``) and three near misses in a refusal.
 MAX_QUOTES = 2
 MAX_NEAR_MISSES = 3
 NEAR_ZH = "可能相关（并非答案）"
@@ -28,7 +30,10 @@ CONFLICT_EN = "The sources differ:"
 CONTENT_FREE_ZH = "这句话里没有可以查找的内容。请用文字提问，例如：我国已培育了多少家专精特新“小巨人”企业？"
 CONTENT_FREE_EN = "There is nothing to look up in this input. Ask in words, e.g.: How many little giant enterprises has China cultivated?"
 # Conflicting figures must come from sentences the reader rates at least this share of the best.
+# Not fitted: no public set has articles that disagree; tests/test_answer.py holds the seed
+# conflict (71 vs 38) and the different-subjects case to it.
 CONFLICT_RATIO = 0.5
+# The longest sentence kept with a quotation as its attribution (「…」，工信部部长金壮龙表示。): a bound.
 ATTRIBUTION_MAX = 80
 # A target or plan (再培育3000家以上, 到2025年要实现…) is another measure than a count reached so far.
 _PLANNED = re.compile(r"准备|计划|目标|力争|预计|将要|将会|到20\d\d年|再培育|要推动|要实现")
