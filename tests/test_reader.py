@@ -254,3 +254,28 @@ def test_only_quoted_titles_and_pinned_figures_are_required(view):
     # an English question's years are pinned figures too (the Chinese text writes 2012年)
     assert analyse_with(view, "What did Qingdao issue in 2012?").required == ("2012",)
     assert analyse_with(view, "How much did it cost, 2,000 or 2019.5 yuan?").required == ()
+
+
+class _OtherModel:
+    """The sample index's view, as if its vectors came from another embedding model."""
+
+    def __init__(self, view) -> None:
+        self._view = view
+        self.bundled = False
+
+    def __getattr__(self, name):
+        return getattr(self._view, name)
+
+
+def test_an_english_question_no_passage_comes_close_to_is_declined(view):
+    """The relevance floor (``reader.CROSS_FLOOR``) on the dense leg's top cosine, on the bundled
+    model's scale only: the same passage, retrieved at cosine 0.70 and 0.85."""
+    q = analyse_with(view, "What is the capital of Australia?")
+    text = "澳大利亚的首都是堪培拉，位于澳大利亚首都领地。"
+    near = read(q, [_hit(text, dense=0.85)], view)
+    far = read(q, [_hit(text, dense=0.70)], view)
+    assert "堪培拉" in near.candidates[0].quote and near.answerable
+    # declined by the floor alone: the English answerability rates it highly (its weight on the top
+    # cosine is negative, fitted on answerable questions only)
+    assert not far.answerable and far.probability >= shipped_model().threshold_cross
+    assert read(q, [_hit(text, dense=0.70)], _OtherModel(view)).answerable  # another model's scale: no floor

@@ -69,6 +69,14 @@ class IndexView:
         self._places: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def bundled(self) -> bool:
+        """Whether the index's vectors come from the bundled default model, on whose cosine scale
+        the reader's cosine thresholds were fitted."""
+        from .bundled import is_default
+
+        return is_default(self._state.generation.manifest["config"].get("model"))
+
     def idf(self, term: str) -> float:
         """BM25 idf of ``term`` over the chunks (a word the index never saw gets the highest)."""
         n = self._state.bm25.n_docs

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ MODEL_FILE = "reader.json"
 
 class CorpusView(Protocol):
     """What the reader needs from an index: one generation's statistics and the query embedder."""
+
+    @property
+    def bundled(self) -> bool: ...  # vectors of the bundled model (the scale CROSS_FLOOR was fitted on)
 
     def idf(self, term: str) -> float: ...
 
@@ -181,6 +185,7 @@ def shipped_model() -> Model:
 # corpus from one about anything else.  Fitted by bench/tune_cross_floor.py on English questions
 # written for this project (tests/data/english_*.jsonl): the 2nd percentile of the answerable
 # ones' top cosine; off-corpus English questions of the sample corpus answered 20 → 4 of 50.
+# Another embedding model has another cosine scale: no floor there (``CorpusView.bundled``).
 CROSS_FLOOR = 0.738
 
 # An English question's sentences are embedded: those of its best CROSS_PASSAGES passages, at most
@@ -200,12 +205,14 @@ def read(q: Question, hits: Sequence[Hit], corpus: CorpusView, model: Model | No
         vectors = corpus.embed([q.text] + [s.quote for s in sents])
         cosines = (vectors[1:] @ vectors[0]).tolist()
     cols = sentence_features(q, hits, sents, corpus.places, cosines)
-    return judge(q, hits, sents, cols, model)
+    return judge(q, hits, sents, cols, model, CROSS_FLOOR if corpus.bundled else -math.inf)
 
 
-def judge(q: Question, hits: Sequence[Hit], sents: Sequence[Sentence], cols: dict[str, np.ndarray], model: Model) -> Reading:
+def judge(
+    q: Question, hits: Sequence[Hit], sents: Sequence[Sentence], cols: dict[str, np.ndarray], model: Model, floor: float = CROSS_FLOOR
+) -> Reading:
     """The reading from the sentences' features (``read`` after ``sentence_features``; the training
-    script calls it on the features it collected)."""
+    script calls it on the features it collected).  ``floor``: the English relevance floor."""
     scorer = model.sentence_cross if q.english else model.sentence
     probs = scorer.predict(matrix(cols, scorer.names))
     rule, threshold = (model.answerable_cross, model.threshold_cross) if q.english else (model.answerable, model.threshold)
@@ -247,7 +254,7 @@ def judge(q: Question, hits: Sequence[Hit], sents: Sequence[Sentence], cols: dic
     p = float(rule.predict(row)[0])
     key = (bool(mismatch[top]), shaped[top])
     peers = next((j for j, i in enumerate(order) if (bool(mismatch[i]), shaped[i]) != key), len(order))
-    far = q.english and evidence["dense_top"] < CROSS_FLOOR  # NaN (no dense leg) is not far
+    far = q.english and evidence["dense_top"] < floor  # NaN (no dense leg) is not far
     return Reading(ranked, p, p >= threshold and shaped[top] and not far, evidence, peers)
 
 
