@@ -104,6 +104,13 @@ def test_english_questions_about_anything_else_are_declined_and_the_corpus_quest
     assert chairman.answered and "刘长文" in chairman.citations[0].quote
 
 
+def test_an_english_questions_chinese_words_pick_the_figure_of_a_list(sample_searcher):
+    """「…5家上市公司、7家独角兽、102家瞪羚企业…」: "listed companies" is 上市公司 (the glossary), so
+    the short answer is 5家, not the list's largest figure."""
+    answer = sample_searcher.ask("How many listed companies has Haichuanghui incubated?", llm=False)
+    assert answer.answered and answer.short == "5家" and "5家上市公司" in answer.citations[0].quote
+
+
 def test_content_free_input_is_declined_with_a_hint(sample_searcher):
     for text in ("🚀🔥💯🤖", "'; DROP TABLE articles; --", "？！。，、……", "\u200b\u200b\u200b", "<img src=x onerror=alert(1)>"):
         answer = sample_searcher.ask(text, llm=False)

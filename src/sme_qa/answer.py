@@ -48,6 +48,7 @@ class Evidence:
     reading: Reading
     missing: tuple[str, ...]  # titles and figures of the question (``Question.required``) no retrieved passage mentions
     retrieve_ms: float
+    translated: tuple[str, ...] = ()  # an English question's Chinese words (``Searcher.chinese_terms``)
 
 
 def _check(question: Any) -> str:
@@ -87,7 +88,8 @@ def evidence(
     missing = tuple(n for n in q.required if not any(n in p for p in passages))
     if missing and reading.answerable:
         reading = replace(reading, answerable=False)
-    return Evidence(view, asked, q, hits, reading, missing, retrieve_ms)
+    translated = tuple(searcher.chinese_terms(q.text)) if q.english else ()
+    return Evidence(view, asked, q, hits, reading, missing, retrieve_ms, translated)
 
 
 def extractive(ev: Evidence) -> Answer:
@@ -103,7 +105,11 @@ def extractive(ev: Evidence) -> Answer:
         return Answer(ev.asked, text, citations, notice=notice)
     model = shipped_model()
     peers = reading.candidates[: reading.peers]
-    i, span = reread(q, [c.quote for c in peers], [c.score for c in peers], view.words, model)
+    # An English question's Chinese words go to the span reader with it, so the figure next to
+    # 上市公司 answers "listed companies" (the written English questions: short answers matching
+    # 11 → 12 of 34 answered, character F1 sum 10.8 → 12.2; xquad_en2zh span F1 unchanged, 0.253).
+    asked = replace(q, text=f"{q.text} {' '.join(ev.translated)}") if ev.translated else q
+    i, span = reread(asked, [c.quote for c in peers], [c.score for c in peers], view.words, model)
     ranked = (reading.candidates[i], *reading.candidates[:i], *reading.candidates[i + 1 :])
     quotes = choose(ranked, model.extra_ratio)
     text, citations = compose_answer(q, quotes, span.text if span else None)

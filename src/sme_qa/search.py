@@ -231,6 +231,11 @@ class Searcher:
                 break
         return hits
 
+    def chinese_terms(self, question: str) -> list[str]:
+        """The Chinese words an English question names, as the lexical leg searches them
+        (``crosslingual``: names spelled in pinyin, the domain glossary); [] for a Chinese one."""
+        return self._chinese_terms(self.state, question[:MAX_QUERY_CHARS])
+
     def _chinese_terms(self, state: IndexState, question: str) -> list[str]:
         """The Chinese words an English question names (``crosslingual``); [] for a Chinese one."""
         from .crosslingual import PinyinNames, chinese_terms
