@@ -49,7 +49,7 @@ def main() -> int:
         rows = [json.loads(line) for line in (folder / "questions.jsonl").open(encoding="utf-8") if line.strip()]
         view = T.searcher_for(eval_dir, name).view()
         top1 = dict.fromkeys(WEIGHTS, 0)
-        asked = short = answers = in_words = in_chars = 0
+        asked = short = in_words = in_chars = 0
         for row in rows:
             answers_c = [compact(a) for a in row["answers"]]
             sents = [s for pid in row["gold_pids"] for s in split_sentences(text.get(pid, ""))]
@@ -66,7 +66,6 @@ def main() -> int:
                 top1[w] += gold[int(np.argmax(scores))]
             Q.FUNCTION_WEIGHT = shipped
             answer = row["answers"][0]
-            answers += 1
             in_words += len(view.words(answer)) <= S.MAX_WORDS
             in_chars += len(answer) <= S.MAX_CHARS
         print(f"{name}: {asked} questions with an answer sentence in the gold passage")
@@ -76,8 +75,8 @@ def main() -> int:
         )
         print(f"  answer sentences shorter than SHORT_SENTENCE={SHORT_SENTENCE}: {short / asked:.4f}")
         print(
-            f"  gold answers within MAX_WORDS={S.MAX_WORDS} words: {in_words / answers:.4f}, "
-            f"within MAX_CHARS={S.MAX_CHARS} characters: {in_chars / answers:.4f}"
+            f"  gold answers within MAX_WORDS={S.MAX_WORDS} words: {in_words / asked:.4f}, "
+            f"within MAX_CHARS={S.MAX_CHARS} characters: {in_chars / asked:.4f}"
         )
     return 0
 

@@ -209,10 +209,11 @@ def read(q: Question, hits: Sequence[Hit], corpus: CorpusView, model: Model | No
 
 
 def judge(
-    q: Question, hits: Sequence[Hit], sents: Sequence[Sentence], cols: dict[str, np.ndarray], model: Model, floor: float = CROSS_FLOOR
+    q: Question, hits: Sequence[Hit], sents: Sequence[Sentence], cols: dict[str, np.ndarray], model: Model, floor: float = -math.inf
 ) -> Reading:
     """The reading from the sentences' features (``read`` after ``sentence_features``; the training
-    script calls it on the features it collected).  ``floor``: the English relevance floor."""
+    script calls it on the features it collected).  ``floor``: the English relevance floor
+    (``read`` passes CROSS_FLOOR for an index of the bundled model; none by default)."""
     scorer = model.sentence_cross if q.english else model.sentence
     probs = scorer.predict(matrix(cols, scorer.names))
     rule, threshold = (model.answerable_cross, model.threshold_cross) if q.english else (model.answerable, model.threshold)
