@@ -13,6 +13,7 @@ numpy encoder of ``sme_qa.span_model`` (no torch at answer time).
 
     .venv/bin/python scripts/train_span.py                 # ~25 min on 2 cores
     .venv/bin/python scripts/train_span.py --limit 300 --epochs 1 --out /tmp/span.safetensors   # a smoke run
+    .venv/bin/python scripts/train_span.py --kinds       # held-out span F1 of the --out file by question kind (~1 min)
 """
 
 from __future__ import annotations
@@ -237,6 +238,38 @@ def stamp_golden(path: Path, rows) -> None:
     print(f"golden slice: {len(rows)} held-out examples, span F1 {meta['golden']['span_f1']}")
 
 
+def report_kinds(path: Path, rows) -> None:
+    """The table behind ``spans.NO_SPAN_KINDS``' comment: for each question kind (``question_kind``),
+    the held-out examples' span character F1 on their gold sentence as the chat would show the
+    span (unit and whole name kept, ``spans._span_of`` without its threshold), all of them and
+    split at the file's threshold."""
+    from sme_qa.question import Question, question_kind
+    from sme_qa.spans import _whole_name, _with_unit
+
+    reader = M.load_from(path)
+    by_kind: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        kind = question_kind(r.question)
+        q = Question(r.question, False, kind, ())
+        found = reader.find(r.question, r.sentence, one_clause=kind == "number")
+        f1, p = 0.0, 0.0
+        if found is not None:
+            s, e = _whole_name(r.sentence, *_with_unit(q, r.sentence, found.start, found.end))
+            f1, p = max(char_f1(r.sentence[s:e], a) for a in r.answers), found.score
+        by_kind.setdefault(str(kind), []).append((f1, p))
+    print(f"threshold {reader.threshold}")
+    print("| kind | held out | F1 | shown | F1 shown | F1 not shown |")
+    print("|---|---|---|---|---|---|")
+    for kind, pairs in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
+        f1 = np.array([a for a, _ in pairs])
+        shown = np.array([p >= reader.threshold for _, p in pairs])
+
+        def mean(x):
+            return f"{x.mean():.3f}" if len(x) else "-"
+
+        print(f"| {kind} | {len(pairs)} | {mean(f1)} | {shown.mean():.2f} | {mean(f1[shown])} | {mean(f1[~shown])} |")
+
+
 def write_card(head: Path, card: Path) -> None:
     """The model card (span_reader.md) from the head file's metadata."""
     meta = M.file_metadata(head)
@@ -330,6 +363,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--limit", type=int, help="first N questions of each set (smoke runs)")
     ap.add_argument("--restamp", action="store_true", help="only recompute the golden slice of an existing --out file")
+    ap.add_argument("--kinds", action="store_true", help="only print the held-out span F1 of an existing --out file by question kind")
     args = ap.parse_args(argv)
     import torch
     from tokenizers import Tokenizer
@@ -347,6 +381,9 @@ def main(argv=None) -> int:
     train = [i for i, x in enumerate(data) if x.group not in held]
     dev = [i for i, x in enumerate(data) if x.group in held]
     total, keep = 12, 12 - args.layers
+    if args.kinds:
+        report_kinds(args.out, [data[i] for i in dev])
+        return 0
     if args.restamp:
         stamp_golden(args.out, [data[i] for i in dev[:GOLDEN]])
         write_card(args.out, args.out.with_name("span_reader.md"))

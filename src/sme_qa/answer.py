@@ -30,7 +30,7 @@ from .question import Question, analyse_with, match_form
 from .reader import Reading, read, shipped_model
 from .reading_features import passage_sentences
 from .records import Answer, Citation, Hit, article_link
-from .spans import NO_SPAN_KINDS, reread
+from .spans import reread
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,7 @@ def evidence(
     q = analyse_with(view, asked)
     if q.content_free or not q.text:
         return Evidence(view, asked, replace(q, content_free=True), (), Reading((), 0.0, False), (), 0.0)
-    if q.kind not in NO_SPAN_KINDS:
-        span_model.preload()  # the short answer's model loads while retrieval runs
+    span_model.preload()  # the short answer's model loads while retrieval runs
     t0 = time.perf_counter()
     hits = tuple(searcher.retrieve(q.text, k, mode=mode, date_from=date_from, date_to=date_to, sources=sources))
     retrieve_ms = (time.perf_counter() - t0) * 1000
