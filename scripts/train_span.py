@@ -263,11 +263,11 @@ def report_kinds(path: Path, rows) -> None:
     for kind, pairs in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
         f1 = np.array([a for a, _ in pairs])
         shown = np.array([p >= reader.threshold for _, p in pairs])
+        print(f"| {kind} | {len(pairs)} | {_mean(f1)} | {shown.mean():.2f} | {_mean(f1[shown])} | {_mean(f1[~shown])} |")
 
-        def mean(x):
-            return f"{x.mean():.3f}" if len(x) else "-"
 
-        print(f"| {kind} | {len(pairs)} | {mean(f1)} | {shown.mean():.2f} | {mean(f1[shown])} | {mean(f1[~shown])} |")
+def _mean(x: np.ndarray) -> str:
+    return f"{x.mean():.3f}" if len(x) else "-"
 
 
 def write_card(head: Path, card: Path) -> None:
