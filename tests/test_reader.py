@@ -17,7 +17,7 @@ from sme_qa.question import analyse_with, is_content_free, question_kind, strip_
 from sme_qa.reader import Candidate, read, shape_ok, shipped_model
 from sme_qa.reading_features import coverage, longest_common, passage_sentences
 from sme_qa.records import Hit
-from sme_qa.spans import best_span, candidates, char_f1
+from sme_qa.spans import best_span, candidates, char_f1, counted_figure
 
 
 def _hit(
@@ -190,6 +190,21 @@ def test_a_city_question_is_not_answered_with_the_national_figure(view):
     q = analyse_with(view, "青岛已培育了多少家专精特新“小巨人”企业？")
     assert "青岛" in q.places and not q.national
     assert read(q, hits, view).candidates[0].hit.doc_id == "qd"
+
+
+def test_a_national_tier_in_a_provinces_question_is_not_a_national_scope(view):
+    """国家级 names a tier: 「安徽…国家级…多少家」 asks about 安徽, so 安徽省's sentence answers it, and of
+    the figures it lists the one of the clause naming what is counted is the short answer."""
+    anhui = _hit("安徽省提出，到2025年要实现：省级专精特新企业5000家以上，国家级专精特新“小巨人”企业达500家。", "ah", score=1.0)
+    other = _hit("今年国家级“小巨人”企业准备再培育3000家以上。", "cn", score=0.8)
+    q = analyse_with(view, "安徽到2025年要实现国家级专精特新“小巨人”企业达到多少家？")
+    assert "安徽" in q.places and not q.national
+    reading = read(q, [anhui, other], view)
+    assert reading.candidates[0].hit.doc_id == "ah"
+    sentence = reading.candidates[0].quote
+    five_thousand = sentence.index("5000家")
+    assert counted_figure(q, sentence, five_thousand, five_thousand + 5) == (sentence.index("500家"), sentence.index("500家") + 4)
+    assert analyse_with(view, "目前有多少家国家级专精特新“小巨人”企业？").national  # no place named: the whole country
 
 
 def test_a_count_needs_its_unit_and_its_place(view):

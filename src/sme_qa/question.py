@@ -65,7 +65,11 @@ NAME_TAGS = frozenset({"ns", "nt", "nr", "nrt", "nrfg"})
 PLACE_TAGS = frozenset({"ns"})
 # Words that set the scope of a count to the whole country: 「全国一共有几家…」 is not answered
 # by a city's figure.
-NATIONAL_SCOPE = ("全国", "我国", "中国", "国家级", "全国性", "nationwide", "china", "national")
+NATIONAL_SCOPE = ("全国", "我国", "中国", "全国性", "nationwide", "china")
+# A tier, not a scope (国家级“小巨人”): it makes a question national only when it names no place.
+# 「安徽到2025年要实现国家级专精特新“小巨人”企业达到多少家？」 asks about 安徽, and was declined
+# because every sentence about 安徽 counted as another place's figure.
+NATIONAL_TIER = ("国家级", "national")
 _QUOTED = re.compile(r"《([^》]{2,40})》|“([^”]{2,40})”|「([^」]{2,40})」|『([^』]{2,40})』")
 DELIM = re.compile(r"[，。、；：,;:！？!?（）()]")
 _NUM = r"\d+(?:\.\d+)?|[零一二两三四五六七八九十百千万亿]+"
@@ -176,7 +180,7 @@ def analyse(question: str, tokens: Sequence[str], idf: Idf, tag: Tag = lambda w:
     pinned = [match_form(m) for m in (_PINNED if has_han(text) else _PINNED_YEAR).findall(text)]
     names = tuple(dict.fromkeys(names + tuple(pinned)))
     required = tuple(dict.fromkeys(quoted + pinned))
-    national = any(s in form for s in NATIONAL_SCOPE)
+    national = any(s in form for s in NATIONAL_SCOPE) or (not places and any(s in form for s in NATIONAL_TIER))
     left, right = wh_context(form)
     return Question(
         text,

@@ -187,7 +187,8 @@ def sentence_features(
         grams = _bigrams(s.form)
         shared = len(qgrams & grams)
         matches = [m.group(0) for m in shape.finditer(s.form)] if shape else []
-        foreign = [p for p in places(s.form) if p not in question_places and p not in qform]
+        # 安徽省 in the sentence is the question's 安徽 (and 青岛 its 青岛市), not another place
+        foreign = [p for p in places(s.form) if p not in qform and not any(a in p or p in a for a in question_places)]
         hit = s.hit
         v = col
         v["coverage"].append(coverage(q.terms, s.form, found[s.passage]))

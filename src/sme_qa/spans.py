@@ -278,8 +278,39 @@ def _log_odds(p: float) -> float:
 def _span_of(q: Question, sentence: str, found: Any, threshold: float) -> Span | None:
     if found is None or found.score < threshold:
         return None
-    s, e = _whole_name(sentence, *_with_unit(q, sentence, found.start, found.end))
+    s, e = _whole_name(sentence, *counted_figure(q, sentence, *_with_unit(q, sentence, found.start, found.end)))
     return Span(sentence[s:e], s, e, found.score)
+
+
+# A sentence listing figures of several things (「省级专精特新企业5000家以上，国家级专精特新“小巨人”企业
+# 达500家」) answers 多少 with the figure of the clause that names what is counted (``Question.target``):
+# when another clause covers the target words better by more than COUNTED_MARGIN (idf-weighted, a
+# bound set before measuring, not fitted), its first figure replaces the span reader's.  On the span
+# reader's held-out number questions of cmrc2018_dev + drcd_dev it changes 3 of 54 spans, character
+# F1 0.775 → 0.818 (``scripts/train_span.py --kinds``).
+COUNTED_MARGIN = 0.2
+_CLAUSE = re.compile(r"[^，。；;,：:]+[，。；;,：:]?")
+
+
+def counted_figure(q: Question, sentence: str, s: int, e: int) -> tuple[int, int]:
+    """``(s, e)``, or the first figure (with the unit asked for) of the clause of ``sentence``
+    that names best what a number question counts (see COUNTED_MARGIN)."""
+    if q.kind != "number" or not q.target:
+        return s, e
+    from .reading_features import coverage
+
+    own, best, figure = 0.0, -1.0, None
+    for m in _CLAUSE.finditer(sentence):
+        covered = coverage(q.target, match_form(m.group()))
+        if m.start() <= s < m.end():
+            own = covered
+        # with the measure word asked for (多少家 → 500家, not 2025年 or 3个)
+        quantity = next((x for x in QUANTITY.finditer(m.group()) if not q.unit or x.group("unit").endswith(q.unit[-1])), None)
+        if quantity and covered > best:
+            best, figure = covered, (m.start() + quantity.start(), m.start() + quantity.end())
+    if figure is None or best <= own + COUNTED_MARGIN or figure[0] <= s < figure[1]:
+        return s, e
+    return figure
 
 
 def short_answer(q: Question, sentence: str, words: Callable[[str], Sequence[str]], model: Any) -> Span | None:
