@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .question import ANSWER_SHAPES, KINDS, QUANTITY, Question, match_form, tag
+from .reading_features import coverage
 
 # The feature model's candidate spans (only when the span reader is unavailable): 0.705 / 0.883 of
 # the training sets' gold answers are within 6 jieba words, 0.907 / 0.995 within 24 characters
@@ -239,8 +240,9 @@ def best_span(
 # whose passages the span reader never trained on (its held-out tenth, 675 questions of every
 # kind): the first quoted sentence holds the answer for 0.787 → 0.812 of them (k 3, weight 1.0;
 # k 2: 0.804, k 4 no better, weights 0.25-2.0: 0.801-0.812; before reasons and definitions were
-# read too, 637 questions: 0.782 → 0.808 at the same k and weight).  Chinese questions only: the span reader was
-# trained on Chinese questions, and an English question's sentences are ranked by embedding.
+# read too, 637 questions: 0.782 → 0.808 at the same k and weight).  Chinese questions only: the
+# span reader was trained on Chinese questions, and an English question's sentences are ranked by
+# embedding.
 RERANK = 3
 RERANK_WEIGHT = 1.0
 
@@ -297,8 +299,6 @@ def counted_figure(q: Question, sentence: str, s: int, e: int) -> tuple[int, int
     that names best what a number question counts (see COUNTED_MARGIN)."""
     if q.kind != "number" or not q.target:
         return s, e
-    from .reading_features import coverage
-
     own, best, figure = 0.0, -1.0, None
     for m in _CLAUSE.finditer(sentence):
         covered = coverage(q.target, match_form(m.group()))
