@@ -241,22 +241,14 @@ def stamp_golden(path: Path, rows) -> None:
 def report_kinds(path: Path, rows) -> None:
     """The table behind ``spans.NO_SPAN_KINDS``' comment: for each question kind (``question_kind``),
     the held-out examples' span character F1 on their gold sentence as the chat would show the
-    span (unit and whole name kept, ``spans._span_of`` without its threshold), all of them and
-    split at the file's threshold."""
+    span (``spans._span_of`` without its threshold), all of them and split at the file's threshold."""
     from sme_qa.question import Question, question_kind
-    from sme_qa.spans import _whole_name, _with_unit
 
     reader = M.load_from(path)
     by_kind: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         kind = question_kind(r.question)
-        q = Question(r.question, False, kind, ())
-        found = reader.find(r.question, r.sentence, one_clause=kind == "number")
-        f1, p = 0.0, 0.0
-        if found is not None:
-            s, e = _whole_name(r.sentence, *_with_unit(q, r.sentence, found.start, found.end))
-            f1, p = max(char_f1(r.sentence[s:e], a) for a in r.answers), found.score
-        by_kind.setdefault(str(kind), []).append((f1, p))
+        by_kind.setdefault(str(kind), []).append(_shown(reader, Question(r.question, False, kind, ()), r))
     print(f"threshold {reader.threshold}")
     print("| kind | held out | F1 | shown | F1 shown | F1 not shown |")
     print("|---|---|---|---|---|---|")
@@ -269,32 +261,35 @@ def report_kinds(path: Path, rows) -> None:
 
 def report_counted(reader, rows) -> None:
     """``spans.counted_figure`` on the held-out number questions: their span F1 with and without
-    it (the questions analysed with their own set's index, for the idf of what they count)."""
+    it (the questions analysed with their own set's index, for the idf of what they count; without
+    target words it leaves the span as it is)."""
+    from dataclasses import replace
+
     sys.path.insert(0, str(ROOT / "scripts"))
     import train_reader
 
     from sme_qa.question import analyse_with
-    from sme_qa.spans import _whole_name, _with_unit, counted_figure
 
     views = {name: train_reader.searcher_for(ROOT.parent / "shared" / "eval", name).view() for name in TRAIN_SETS}
     before, after = [], []
     for r in rows:
         q = analyse_with(views[r.group.split("/")[0]], r.question)
-        if q.kind != "number":
-            continue
-        found = reader.find(r.question, r.sentence, one_clause=True)
-        if found is None:
-            before.append(0.0)
-            after.append(0.0)
-            continue
-        span = _with_unit(q, r.sentence, found.start, found.end)
-        for out, (s, e) in ((before, span), (after, counted_figure(q, r.sentence, *span))):
-            s, e = _whole_name(r.sentence, s, e)
-            out.append(max(char_f1(r.sentence[s:e], a) for a in r.answers))
+        if q.kind == "number":
+            before.append(_shown(reader, replace(q, target=()), r)[0])
+            after.append(_shown(reader, q, r)[0])
     changed = sum(a != b for a, b in zip(before, after))
     print(
         f"number questions ({len(before)}): span F1 {np.mean(before):.3f} → {np.mean(after):.3f} with spans.counted_figure ({changed} changed)"
     )
+
+
+def _shown(reader, q, row: Example) -> tuple[float, float]:
+    """(character F1, probability) of the span the chat would show for ``row`` at any threshold."""
+    from sme_qa.spans import _span_of
+
+    found = reader.find(row.question, row.sentence, one_clause=q.kind == "number")
+    span = _span_of(q, row.sentence, found, -math.inf)
+    return (max(char_f1(span.text, a) for a in row.answers) if span else 0.0), (found.score if found else 0.0)
 
 
 def _mean(x: np.ndarray) -> str:
