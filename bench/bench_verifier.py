@@ -44,11 +44,11 @@ import train_reader as TR  # noqa: E402  (after the path set-up)
 import train_span as TS  # noqa: E402
 
 from sme_qa import span_model as M  # noqa: E402
-from sme_qa.text import compact, sentence_spans  # noqa: E402
+from sme_qa.reading_features import SHORT_SENTENCE  # noqa: E402
+from sme_qa.text import sentence_spans  # noqa: E402
 
 TRAIN, TEST = "cmrc2018_dev", "drcd_dev"
 SEED = 15
-SHORTEST = 8  # characters: headings and fragments are not candidates (reading_features.SHORT_SENTENCE)
 
 
 @dataclass(frozen=True)
@@ -94,10 +94,6 @@ def decision_rows(n: int) -> list[dict]:
     return out
 
 
-def _holds(sentence: str, answers) -> bool:
-    return any(compact(a) in compact(sentence) for a in answers)
-
-
 def _most_like(question: str, sentences: list[str]) -> str:
     chars = set(question)
     return max(sentences, key=lambda x: sum(ch in chars for ch in x) / math.sqrt(len(x)))
@@ -114,7 +110,7 @@ def training_pairs(tokenizer, limit: int | None = None) -> list[Pair]:
 
     def sentences(pid: str) -> list[str]:
         text = passages[pid]["text"]
-        return [x for a, b in sentence_spans(text) if len(x := text[a:b].strip()) >= SHORTEST]
+        return [x for a, b in sentence_spans(text) if len(x := text[a:b].strip()) >= SHORT_SENTENCE]
 
     out = []
     lines = (EVAL / TRAIN / "questions.jsonl").read_text(encoding="utf-8").splitlines()
@@ -122,14 +118,14 @@ def training_pairs(tokenizer, limit: int | None = None) -> list[Pair]:
         row = json.loads(line)
         question, answers, pid = row["question"], row["answers"], row["gold_pids"][0]
         own = sentences(pid)
-        positives = [x for x in own if _holds(x, answers)]
+        positives = [x for x in own if TR.contains(x, answers)]
         if not positives:
             continue
         others = [p for p in by_title[passages[pid]["title"]] if p != pid]
         other = sentences(others[int(rng.integers(len(others)))]) if others else []
         items = [(positives[0], 1)]
         for pool in (own, other):
-            if negatives := [x for x in pool if not _holds(x, answers)]:
+            if negatives := [x for x in pool if not TR.contains(x, answers)]:
                 items.append((_most_like(question, negatives), 0))
         for sentence, y in items:
             if (pair := M.encode_pair(tokenizer, question, sentence, M.WINDOW)) is not None:
