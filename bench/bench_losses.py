@@ -39,7 +39,7 @@ SETS = {
     "dureader": ("dureader_mix", "dureader_demo"),
     "xquad_en2zh": ("xquad_en2zh", "xquad_en2zh"),
 }
-RANKS = 3  # ranks shown one by one; beyond, "≥ RANKS"
+RANKS = 3  # ranks shown one by one; beyond, "> RANKS"
 
 
 def cause(searcher, row: dict) -> str:
