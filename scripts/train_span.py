@@ -356,23 +356,24 @@ def _found_text(reader, row: Example) -> str:
     return row.sentence[found.start : found.end] if found else ""
 
 
-def write_head(path: Path, layers, head, meta: dict, torch) -> None:
+def write_head(path: Path, layers, head, meta: dict, torch, prefix: str = "", head_name: str = "span_head") -> None:
     """The tuned layers (matrices int8 with one fp16 scale per row: 4 layers in ~7 MB; vectors
-    fp16) and the head, atomically."""
+    fp16), their names behind ``prefix``, and the head as ``head_name``, atomically."""
     from safetensors.torch import save_file
 
     tensors = {}
     for layer in layers:
         for name, w in layer.named():
             w = w.detach()
+            name = prefix + name
             if w.dim() == 2:
                 scale = (w.abs().amax(1) / 127).clamp_min(1e-12)
                 tensors[name] = torch.round(w / scale[:, None]).to(torch.int8).contiguous()
                 tensors[name + M.SCALE_SUFFIX] = scale.to(torch.float16).contiguous()
             else:
                 tensors[name] = w.to(torch.float16).contiguous()
-    tensors["span_head.weight"] = head.weight.detach().to(torch.float16).contiguous()
-    tensors["span_head.bias"] = head.bias.detach().to(torch.float16).contiguous()
+    tensors[head_name + ".weight"] = head.weight.detach().to(torch.float16).contiguous()
+    tensors[head_name + ".bias"] = head.bias.detach().to(torch.float16).contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"sme_qa": json.dumps(meta, ensure_ascii=False)})
