@@ -110,7 +110,9 @@ def test_reread_quotes_the_sentence_the_span_reader_backs(reader):
     best, span = reread(q, sentences, [0.6, 0.5], lambda t: list(t), None)
     assert best == 1 and span is not None and "8997" in span.text
     assert reread(q, sentences, [0.6, 0.5], lambda t: list(t), None, k=1)[0] == 0  # the reader alone
-    assert reread(q, sentences, [0.99, 0.01], lambda t: list(t), None)[0] == 0  # a sure reader is not overruled
+    # a sure reader is not overruled by the span reader alone, nor by both when it is surer still
+    assert reread(q, sentences, [0.99, 0.01], lambda t: list(t), None, ranker_weight=0)[0] == 0
+    assert reread(q, sentences, [1 - 1e-6, 1e-6], lambda t: list(t), None)[0] == 0
 
 
 def test_a_reason_is_read_too_and_shown_only_when_the_span_reader_is_sure(reader):
@@ -142,3 +144,42 @@ def test_one_batched_pass_finds_what_one_sentence_at_a_time_finds(reader):
         assert got is not None and alone is not None
         assert (got.start, got.end) == (alone.start, alone.end), sentence
         assert abs(got.logit - alone.logit) < 1e-3 and abs(got.score - alone.score) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def ranker(reader):
+    got = M.load_ranker()
+    assert got is not None, "the shipped sentence ranker must load (src/sme_qa/models/sentence_ranker.safetensors)"
+    return got
+
+
+@pytest.mark.parametrize(
+    ("question", "answering", "others"),
+    [
+        (
+            "我国已培育了多少家专精特新“小巨人”企业？",
+            "目前，我国已累计培育专精特新“小巨人”企业8997家。",
+            ["我国高度重视专精特新“小巨人”企业的培育工作。", "专精特新“小巨人”企业是中小企业中的佼佼者。"],
+        ),
+        (
+            "海创汇的董事长是谁？",
+            "海创汇董事长兼首席执行官刘长文介绍，平台已链接全球创投机构。",
+            ["海创汇是海尔集团旗下的创业加速平台。", "平台为创业企业提供融资、供应链等服务。"],
+        ),
+    ],
+)
+def test_the_ranker_rates_the_sentence_that_answers_highest(reader, ranker, question, answering, others):
+    ranked, _ = reader.rank_and_read(question, [*others, answering], ranker)
+    assert int(np.argmax(ranked)) == len(others), ranked
+
+
+def test_ranking_shares_the_bottom_layers_without_changing_the_spans(reader, ranker):
+    """With the ranker in the pass, the span reader's layers read the same shared hidden states:
+    the spans and logits are those of ``read_many``."""
+    question = "海创汇首创的是什么创业模式？"
+    sentences = ["海创汇首创“有根创业”模式，已孵化71家专精特新“小巨人”企业。", "平台已链接全球创投机构。"]
+    ranked, found = reader.rank_and_read(question, sentences, ranker)
+    assert ranked.shape == (2,) and np.isfinite(ranked).all()
+    for got, alone in zip(found, reader.read_many(question, sentences)):
+        assert got is not None and alone is not None
+        assert (got.start, got.end) == (alone.start, alone.end) and abs(got.logit - alone.logit) < 1e-4
