@@ -1,4 +1,4 @@
-"""Fit how the span reader re-ranks the reader's best sentences (``spans.RERANK``, ``RERANK_WEIGHT``).
+"""Fit how the sentence ranker and the span reader re-rank the reader's best sentences (``spans.RERANK``, ``RERANK_WEIGHT``, ``RANKER_WEIGHT``).
 
 The span reader (``span_model.py``) was fine-tuned on the gold sentences of cmrc2018_dev and
 drcd_dev, except a tenth of their passages held out by ``scripts/train_span.py`` (seed 15).  Its
@@ -6,11 +6,13 @@ logits on a sentence it trained on are not what it gives on new text, so the wei
 on the questions of those held-out passages only: each is asked of its own set's index (hybrid,
 top 5, as ``ask`` does), read (``reader.read``), and the span reader reads the first k of the
 sentences sharing the best one's scope and shape; the sentence quoted first is the one with the
-highest log-odds of the reader's probability + weight × the span's start + end logit.  Printed:
-the share of questions whose first quoted sentence holds a gold answer inside a gold passage,
-for each k and weight (k 1 is the reader alone).  Nothing else is fitted here.
+highest log-odds of the reader's probability + weight × the span's start + end logit + ranker
+weight × the sentence ranker's logit (``scripts/train_ranker.py``, which holds out the same
+passages).  Printed: the share of questions whose first quoted sentence holds a gold answer inside
+a gold passage, for each k and pair of weights (k 1 is the reader alone).  Nothing else is fitted
+here.
 
-    .venv/bin/python scripts/fit_rerank.py        # ~2 min on 2 cores once the two indexes exist
+    .venv/bin/python scripts/fit_rerank.py        # ~5 min on 2 cores once the two indexes exist
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from sme_qa import bundled_st, span_model  # noqa: E402
 from sme_qa import reader as R  # noqa: E402
 from sme_qa.question import analyse_with  # noqa: E402
 
-KS = (1, 2, 3, 4)
-WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+KS = (1, 2, 3, 4, 5, 6)
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5)
+RANKER_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 
 def held_out_groups(eval_dir: Path) -> set[str]:
@@ -58,13 +61,17 @@ def log_odds(p: float) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval")
+    ap.add_argument("--dump", type=Path, help="write every question's scores here (JSON)")
+    ap.add_argument("--ranker", type=Path, default=span_model.head_path(span_model.RANKER_FILE), help="a sentence ranker file")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     held = held_out_groups(args.eval_dir)
     reader = span_model.load()
     if reader is None:
         raise SystemExit("the span reader is not available (bundled model or span_reader.safetensors missing)")
-    rows_out = []  # per question: (reader scores, span logits, gold flags) of its first max(KS) peers
+    ranker = span_model.SentenceRanker(span_model.read_safetensors(args.ranker), span_model.file_metadata(args.ranker))
+    masked_out: list[dict] = []  # the same with the gold passages removed from the results (no answer there)
+    rows_out = []  # per question: (reader scores, span logits, ranker logits, gold flags) of its first max(KS) peers
     for name in T.TRAIN_SETS:
         rows = [json.loads(line) for line in (args.eval_dir / name / "questions.jsonl").open(encoding="utf-8") if line.strip()]
         rows = [r for r in rows if f"{name}/{r['gold_pids'][0]}" in held]
@@ -73,28 +80,46 @@ def main(argv=None) -> int:
         searcher.embed_queries([r["question"] for r in rows])
         for row in rows:
             q = analyse_with(view, row["question"])
-            reading = R.read(q, searcher.retrieve(q.text, T.K), view)
-            peers = reading.candidates[: min(reading.peers, max(KS))]
-            if not peers:
-                continue
+            hits = searcher.retrieve(q.text, T.DEPTH)
             gold = set(row["gold_pids"])
-            flags = [c.hit.doc_id in gold and T.contains(c.quote, row["answers"]) for c in peers]
-            found = [reader.find(q.text, c.quote, one_clause=q.kind == "number") for c in peers]
-            logits = [f.logit if f is not None else -math.inf for f in found]
-            rows_out.append(([c.score for c in peers], logits, flags))
+            for variant, hs in (("normal", hits[: T.K]), ("masked", [h for h in hits if h.doc_id not in gold][: T.K])):
+                reading = R.read(q, hs, view)
+                peers = reading.candidates[: min(reading.peers, max(KS))]
+                if not peers:
+                    continue
+                flags = [c.hit.doc_id in gold and T.contains(c.quote, row["answers"]) for c in peers]
+                ranked, found = reader.rank_and_read(q.text, [c.quote for c in peers], ranker, one_clause=q.kind == "number")
+                logits = [f.logit if f is not None else -1e9 for f in found]
+                record = {
+                    "set": name,
+                    "variant": variant,
+                    "kind": q.kind,
+                    "p": reading.probability,
+                    "answerable": reading.answerable,
+                    "scores": [c.score for c in peers],
+                    "span": logits,
+                    "ranker": [x if math.isfinite(x) else -1e9 for x in ranked.tolist()],
+                    "flags": flags,
+                }
+                (rows_out if variant == "normal" else masked_out).append(record)
         print(f"{name}: {len(rows)} held-out questions", flush=True)
+    if args.dump:
+        args.dump.write_text(json.dumps({"normal": rows_out, "masked": masked_out}), encoding="utf-8")
     print(f"{len(rows_out)} questions, {time.perf_counter() - t0:.0f} s")
-    print("| k | " + " | ".join(f"weight {w}" for w in WEIGHTS) + " |")
-    print("|---|" + "---|" * len(WEIGHTS))
     for k in KS:
-        cells = []
+        print(f"\nk {k}: rows span weight, columns ranker weight")
+        print("| span \\ ranker | " + " | ".join(str(r) for r in RANKER_WEIGHTS) + " |")
+        print("|---|" + "---|" * len(RANKER_WEIGHTS))
         for w in WEIGHTS:
-            right = 0
-            for scores, logits, flags in rows_out:
-                value = [log_odds(p) + w * z for p, z in zip(scores[:k], logits[:k])]
-                right += flags[int(np.argmax(value))] if any(math.isfinite(v) for v in value) else flags[0]
-            cells.append(f"{right / len(rows_out):.3f}")
-        print(f"| {k} | " + " | ".join(cells) + " |")
+            cells = []
+            for wr in RANKER_WEIGHTS:
+                right = 0
+                for row in rows_out:
+                    scores, logits, ranks, flags = row["scores"], row["span"], row["ranker"], row["flags"]
+                    value = [log_odds(p) + w * z + wr * y for p, z, y in zip(scores[:k], logits[:k], ranks[:k])]
+                    right += flags[int(np.argmax(value))] if any(math.isfinite(v) for v in value) else flags[0]
+                cells.append(f"{right / len(rows_out):.3f}")
+            print(f"| {w} | " + " | ".join(cells) + " |")
     return 0
 
 

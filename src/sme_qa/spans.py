@@ -233,18 +233,22 @@ def best_span(
     return Span(sentence[s:e], s, e, float(scores[i]))
 
 
-# The span reader is a second opinion on which sentence answers: of the reader's first RERANK
-# sentences (those sharing the best one's scope and shape, ``Reading.peers``) the one with the
-# highest log-odds of the reader's probability + RERANK_WEIGHT × the span's start + end logit is
-# quoted first.  Chosen by ``scripts/fit_rerank.py`` on the questions of cmrc2018_dev + drcd_dev
-# whose passages the span reader never trained on (its held-out tenth, 675 questions of every
-# kind): the first quoted sentence holds the answer for 0.787 → 0.812 of them (k 3, weight 1.0;
-# k 2: 0.804, k 4 no better, weights 0.25-2.0: 0.801-0.812; before reasons and definitions were
-# read too, 637 questions: 0.782 → 0.808 at the same k and weight).  Chinese questions only: the
-# span reader was trained on Chinese questions, and an English question's sentences are ranked by
-# embedding.
+# Which sentence is quoted first: of the reader's first RERANK sentences (those sharing the best
+# one's scope and shape, ``Reading.peers``), the one with the highest log-odds of the reader's
+# probability + RERANK_WEIGHT × the span reader's start + end logit + RANKER_WEIGHT × the sentence
+# ranker's logit (``span_model.SentenceRanker``; the two read in one batched pass).  Chosen by
+# ``scripts/fit_rerank.py`` on the questions of cmrc2018_dev + drcd_dev whose passages neither
+# model trained on (675 questions of every kind): the first quoted sentence holds the answer for
+# 0.787 (the reader alone) → 0.812 (span reader, k 3, weight 1.0) → 0.837 (with the ranker, weight
+# 1.5; weights 1.0–2.0: 0.833–0.837).  k 4–5 measured 0.844–0.847 there, but ask p95 on xquad_zh
+# went to 322 ms (k 4) against the 300 ms budget; ranking by the ranker alone and reading only the
+# chosen sentence's span was 0.839 there and no better than the span reader alone on xquad_zh
+# (bench/bench_reader.py).  Without the ranker file, the span reader alone at the same k and weight.
+# Chinese questions only: both models were trained on Chinese questions, and an English question's
+# sentences are ranked by embedding.
 RERANK = 3
 RERANK_WEIGHT = 1.0
+RANKER_WEIGHT = 1.5
 
 
 def reread(
@@ -255,10 +259,11 @@ def reread(
     model: Any,
     k: int = RERANK,
     weight: float = RERANK_WEIGHT,
+    ranker_weight: float = RANKER_WEIGHT,
 ) -> tuple[int, Span | None]:
     """Which of ``sentences`` (the reader's best first, with its ``scores``) to quote first, and
-    its short answer: the span reader reads the first ``k`` when it is available (see RERANK);
-    otherwise the first sentence and the feature model's span (``short_answer``)."""
+    its short answer: the span reader and the sentence ranker read the first ``k`` when they are
+    available (see RERANK); otherwise the first sentence and the feature model's span (``short_answer``)."""
     if not sentences or q.content_free:
         return 0, None
     from . import span_model
@@ -266,10 +271,16 @@ def reread(
     reader = span_model.load()
     if reader is None or q.english or k <= 1:
         return 0, short_answer(q, sentences[0], words, model)
-    found = reader.read_many(q.text, sentences[:k], one_clause=q.kind == "number")
-    value = [_log_odds(p) + weight * f.logit if f is not None else -math.inf for p, f in zip(scores, found)]
-    best = int(np.argmax(value)) if any(math.isfinite(v) for v in value) else 0
+    ranker = span_model.load_ranker() if ranker_weight else None
+    ranked, found = reader.rank_and_read(q.text, sentences[:k], ranker, one_clause=q.kind == "number")
+    value = [_log_odds(p) + weight * f.logit + ranker_weight * r if f is not None else -math.inf for p, f, r in zip(scores, found, ranked)]
+    best = _best(value)
     return best, _span_of(q, sentences[best], found[best], reader.threshold)
+
+
+def _best(value: Sequence[float]) -> int:
+    """The index of the highest finite value; 0 when there is none."""
+    return int(np.argmax(value)) if any(math.isfinite(v) for v in value) else 0
 
 
 def _log_odds(p: float) -> float:
