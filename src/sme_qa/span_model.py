@@ -384,7 +384,7 @@ def load(cache_dir: str | None = None) -> SpanReader | None:
 def preload() -> None:
     """Start loading the span reader and the sentence ranker in the background, so they are ready
     when the answer is composed."""
-    if _load.cache_info().currsize == 0:
+    if _load_ranker.cache_info().currsize == 0:  # loading the ranker loads the span reader first
         threading.Thread(target=load_ranker, name="sme-qa-span-reader", daemon=True).start()
 
 
