@@ -46,11 +46,7 @@ def held_out_groups(eval_dir: Path) -> set[str]:
     """The ``set/pid`` passages ``scripts/train_span.py`` held out (the same examples, the same draw)."""
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(bundled_st.materialize() / "tokenizer.json"))
-    data = [x for name in TS.TRAIN_SETS for x in TS.examples(eval_dir, name, tokenizer, None)]
-    groups = sorted({x.group for x in data})
-    rng = np.random.default_rng(TS.SEED)
-    return set(rng.choice(groups, size=max(1, int(TS.HOLD_OUT * len(groups))), replace=False).tolist())
+    return TS.held_out_groups(eval_dir, Tokenizer.from_file(str(bundled_st.materialize() / "tokenizer.json")))
 
 
 def log_odds(p: float) -> float:

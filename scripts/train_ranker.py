@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import train_span  # noqa: E402
 
-from sme_qa import bundled, bundled_st  # noqa: E402
+from sme_qa import bundled  # noqa: E402
 from sme_qa import span_model as M  # noqa: E402
 from sme_qa.text import sentence_spans  # noqa: E402
 
@@ -93,24 +93,6 @@ def examples(eval_dir: Path, name: str, tokenizer, negatives: int, limit: int | 
     return out
 
 
-def held_out_groups(eval_dir: Path, tokenizer, limit: int | None) -> set[str]:
-    """The span reader's held-out passages (``scripts/train_span.py``: same examples, seed, draw)."""
-    data = [x for name in TRAIN_SETS for x in train_span.examples(eval_dir, name, tokenizer, limit)]
-    rng = np.random.default_rng(SEED)
-    groups = sorted({x.group for x in data})
-    return set(rng.choice(groups, size=max(1, int(train_span.HOLD_OUT * len(groups))), replace=False).tolist())
-
-
-def pad(rows):
-    n = max(len(x.ids) for x in rows)
-    ids = np.full((len(rows), n), 1, dtype=np.int64)
-    mask = np.zeros((len(rows), n), dtype=np.float32)
-    for r, x in enumerate(rows):
-        ids[r, : len(x.ids)] = x.ids
-        mask[r, : len(x.ids)] = 1
-    return ids, mask
-
-
 def by_length(order, data, size):
     order = sorted(order, key=lambda i: len(data[i].ids))
     return [order[i : i + size] for i in range(0, len(order), size)]
@@ -148,17 +130,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, help="keep the frozen layers' output here (npz) for reruns")
     args = ap.parse_args(argv)
     import torch
-    from tokenizers import Tokenizer
 
-    torch.manual_seed(SEED)
-    torch.set_num_threads(2)
     t0 = time.perf_counter()
-    base_dir = bundled_st.materialize()
-    tokenizer = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
-    base = M.read_safetensors(base_dir / "model.safetensors")
+    tokenizer, base = train_span.start(torch)
     rng = np.random.default_rng(SEED)
     data = [x for name in TRAIN_SETS for x in examples(args.eval_dir, name, tokenizer, args.negatives, args.limit, rng)]
-    held = held_out_groups(args.eval_dir, tokenizer, args.limit)
+    held = train_span.held_out_groups(args.eval_dir, tokenizer, args.limit)
     train = [i for i, x in enumerate(data) if x.group not in held]
     dev = [i for i, x in enumerate(data) if x.group in held]
     keep = args.from_layer
@@ -175,7 +152,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         with torch.no_grad():
             for n, chunk in enumerate(by_length(range(len(data)), data, 64)):
-                ids, mask = pad([data[i] for i in chunk])
+                ids, mask = train_span.pad_ids([data[i].ids for i in chunk])
                 h, m = torch.from_numpy(enc.embed(ids)), torch.from_numpy(mask)
                 for layer in frozen:
                     layer.eval()

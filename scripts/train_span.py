@@ -159,15 +159,41 @@ def batches(order, data, size):
     return chunks
 
 
-def pad(items, data, hidden=None):
-    n = max(len(data[i].pair.ids) for i in items)
-    ids = np.full((len(items), n), 1, dtype=np.int64)
-    mask = np.zeros((len(items), n), dtype=np.float32)
-    for r, i in enumerate(items):
-        t = data[i].pair.ids
+def pad_ids(seqs):
+    """Token id rows padded with the pad id (1) to the longest, and their attention mask."""
+    n = max(len(t) for t in seqs)
+    ids = np.full((len(seqs), n), 1, dtype=np.int64)
+    mask = np.zeros((len(seqs), n), dtype=np.float32)
+    for r, t in enumerate(seqs):
         ids[r, : len(t)] = t
         mask[r, : len(t)] = 1
     return ids, mask
+
+
+def pad(items, data):
+    return pad_ids([data[i].pair.ids for i in items])
+
+
+def held_out(groups, rng) -> set[str]:
+    """The tenth (HOLD_OUT) of the passages (``set/pid`` groups) no model trains on, drawn with ``rng``."""
+    pool = sorted(set(groups))
+    return set(rng.choice(pool, size=max(1, int(HOLD_OUT * len(pool))), replace=False).tolist())
+
+
+def held_out_groups(eval_dir: Path, tokenizer, limit: int | None = None) -> set[str]:
+    """The passages ``main`` holds out, for the scripts that measure on them (same examples, seed, draw)."""
+    data = [x for name in TRAIN_SETS for x in examples(eval_dir, name, tokenizer, limit)]
+    return held_out((x.group for x in data), np.random.default_rng(SEED))
+
+
+def start(torch):
+    """Seeded torch on two threads, the bundled model's tokenizer and weights."""
+    from tokenizers import Tokenizer
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(2)
+    base_dir = bundled_st.materialize()
+    return Tokenizer.from_file(str(base_dir / "tokenizer.json")), M.read_safetensors(base_dir / "model.safetensors")
 
 
 def frozen_output(chunk, data, h_cache, torch):
@@ -393,18 +419,12 @@ def main(argv=None) -> int:
     ap.add_argument("--kinds", action="store_true", help="only print the held-out span F1 of an existing --out file by question kind")
     args = ap.parse_args(argv)
     import torch
-    from tokenizers import Tokenizer
 
-    torch.manual_seed(SEED)
-    torch.set_num_threads(2)
     t0 = time.perf_counter()
-    base_dir = bundled_st.materialize()
-    tokenizer = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
-    base = M.read_safetensors(base_dir / "model.safetensors")
+    tokenizer, base = start(torch)
     data = [x for name in TRAIN_SETS for x in examples(args.eval_dir, name, tokenizer, args.limit)]
-    rng = np.random.default_rng(SEED)
-    groups = sorted({x.group for x in data})
-    held = set(rng.choice(groups, size=max(1, int(HOLD_OUT * len(groups))), replace=False).tolist())
+    rng = np.random.default_rng(SEED)  # draws the held-out passages, then shuffles the batches
+    held = held_out((x.group for x in data), rng)
     train = [i for i, x in enumerate(data) if x.group not in held]
     dev = [i for i, x in enumerate(data) if x.group in held]
     total, keep = 12, 12 - args.layers
