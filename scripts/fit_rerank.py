@@ -1,4 +1,4 @@
-"""Fit how the sentence ranker and the span reader re-rank the reader's best sentences (``spans.RERANK``, ``RERANK_WEIGHT``, ``RANKER_WEIGHT``).
+"""Fit how the sentence ranker and the span reader re-rank the reader's best sentences (``spans.RERANK``, ``RERANK_WEIGHT``, ``RANKER_WEIGHT``); and measure the ranker as a judge of answerability (not shipped).
 
 The span reader (``span_model.py``) was fine-tuned on the gold sentences of cmrc2018_dev and
 drcd_dev, except a tenth of their passages held out by ``scripts/train_span.py`` (seed 15).  Its
@@ -9,10 +9,20 @@ sentences sharing the best one's scope and shape; the sentence quoted first is t
 highest log-odds of the reader's probability + weight × the span's start + end logit + ranker
 weight × the sentence ranker's logit (``scripts/train_ranker.py``, which holds out the same
 passages).  Printed: the share of questions whose first quoted sentence holds a gold answer inside
-a gold passage, for each k and pair of weights (k 1 is the reader alone).  Nothing else is fitted
-here.
+a gold passage, for each k and pair of weights (k 1 is the reader alone).
 
-    .venv/bin/python scripts/fit_rerank.py        # ~5 min on 2 cores once the two indexes exist
+Then the ranker as a judge of answerability: each question is also read with its gold passages
+removed from the results ("masked": nothing there should answer it).  With the shipped k and
+weights, printed: (1) declining when the ranker's logit for the sentence to be quoted is below a
+floor (right answers lost, masked copies still answered, utility right − wrong-answered −
+masked-answered); (2) answering a question below the reader's cut when that logit reaches
+``sure`` (masked copies answered: the cost).  Neither is shipped: the floor that cost 0.003 of
+right answers here (−3.5) declined 0.079 → 0.133 of xquad_zh (correct 0.812 → 0.778), and the
+overrule that cost 0.003 of masked copies here (2.5) changed no xquad_zh answer (README).
+
+    .venv/bin/python scripts/fit_rerank.py        # ~9 min on 2 cores once the two indexes exist
+    .venv/bin/python scripts/fit_rerank.py --dump scores.json     # keep the scores ...
+    .venv/bin/python scripts/fit_rerank.py --from-dump scores.json  # ... and print the tables again in seconds
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import train_span as TS  # noqa: E402
 
 from sme_qa import bundled_st, span_model  # noqa: E402
 from sme_qa import reader as R  # noqa: E402
+from sme_qa import spans  # noqa: E402
 from sme_qa.question import analyse_with  # noqa: E402
 
 KS = (1, 2, 3, 4, 5, 6)
@@ -58,8 +69,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval")
     ap.add_argument("--dump", type=Path, help="write every question's scores here (JSON)")
+    ap.add_argument("--from-dump", type=Path, help="print the tables from scores written by --dump")
     ap.add_argument("--ranker", type=Path, default=span_model.head_path(span_model.RANKER_FILE), help="a sentence ranker file")
     args = ap.parse_args(argv)
+    if args.from_dump:
+        dumped = json.loads(args.from_dump.read_text(encoding="utf-8"))
+        report(dumped["normal"], dumped["masked"])
+        return 0
     t0 = time.perf_counter()
     held = held_out_groups(args.eval_dir)
     reader = span_model.load()
@@ -102,21 +118,53 @@ def main(argv=None) -> int:
     if args.dump:
         args.dump.write_text(json.dumps({"normal": rows_out, "masked": masked_out}), encoding="utf-8")
     print(f"{len(rows_out)} questions, {time.perf_counter() - t0:.0f} s")
+    report(rows_out, masked_out)
+    return 0
+
+
+def chosen(row: dict, k: int, w: float, wr: float) -> int:
+    """The peer quoted first: highest log-odds + w × span logit + wr × ranker logit of the first k."""
+    value = [log_odds(p) + w * z + wr * y for p, z, y in zip(row["scores"][:k], row["span"][:k], row["ranker"][:k])]
+    return int(np.argmax(value)) if any(math.isfinite(v) for v in value) else 0
+
+
+def report(rows_out: list[dict], masked_out: list[dict]) -> None:
     for k in KS:
         print(f"\nk {k}: rows span weight, columns ranker weight")
         print("| span \\ ranker | " + " | ".join(str(r) for r in RANKER_WEIGHTS) + " |")
         print("|---|" + "---|" * len(RANKER_WEIGHTS))
         for w in WEIGHTS:
-            cells = []
-            for wr in RANKER_WEIGHTS:
-                right = 0
-                for row in rows_out:
-                    scores, logits, ranks, flags = row["scores"], row["span"], row["ranker"], row["flags"]
-                    value = [log_odds(p) + w * z + wr * y for p, z, y in zip(scores[:k], logits[:k], ranks[:k])]
-                    right += flags[int(np.argmax(value))] if any(math.isfinite(v) for v in value) else flags[0]
-                cells.append(f"{right / len(rows_out):.3f}")
+            cells = [f"{sum(row['flags'][chosen(row, k, w, wr)] for row in rows_out) / len(rows_out):.3f}" for wr in RANKER_WEIGHTS]
             print(f"| {w} | " + " | ".join(cells) + " |")
-    return 0
+    k, w, wr = spans.RERANK, spans.RERANK_WEIGHT, spans.RANKER_WEIGHT
+
+    def ranker(row: dict) -> float:
+        return row["ranker"][chosen(row, k, w, wr)]
+
+    n, m = len(rows_out), len(masked_out)
+    right = [(row["answerable"] and row["flags"][chosen(row, k, w, wr)], row["answerable"], ranker(row)) for row in rows_out]
+    masked = [(row["answerable"], ranker(row)) for row in masked_out]
+    print(f"\nas a floor: decline when the ranker's logit for the quoted sentence < floor (k {k}, weights {w}, {wr}; {n} questions)")
+    print("| floor | right | right lost | wrong answered | masked answered | utility |")
+    print("|---|---|---|---|---|---|")
+    for floor in (-math.inf, -4.0, -3.5, -3.0, -2.5, -2.0, -1.0, 0.0):
+        ok = sum(r and y >= floor for r, _, y in right)
+        lost = sum(r and y < floor for r, _, y in right)
+        wrong = sum(a and not r and y >= floor for r, a, y in right)
+        answered = sum(a and y >= floor for a, y in masked)
+        print(f"| {floor} | {ok / n:.3f} | {lost / n:.3f} | {wrong / n:.3f} | {answered / m:.3f} | {(ok - wrong - answered) / n:.3f} |")
+    threshold = R.shipped_model().threshold
+    cut_n = [row for row in rows_out if row["p"] < threshold]
+    cut_m = [row for row in masked_out if row["p"] < threshold]
+    print(f"\nas an overrule: answer a question below the reader's cut ({threshold:.2f}) when the ranker's logit reaches sure")
+    print(f"(below the cut: {len(cut_n)} of {n} questions, {len(cut_m)} of {m} masked copies; shape and place rules not applied here)")
+    print("| sure | right gained | wrong gained | masked answered |")
+    print("|---|---|---|---|")
+    for sure in (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5):
+        gained = sum(row["flags"][chosen(row, k, w, wr)] and ranker(row) >= sure for row in cut_n)
+        wrong_gained = sum(not row["flags"][chosen(row, k, w, wr)] and ranker(row) >= sure for row in cut_n)
+        answered = sum(ranker(row) >= sure for row in cut_m)
+        print(f"| {sure} | {gained / n:.3f} | {wrong_gained / n:.3f} | +{answered / m:.3f} |")
 
 
 if __name__ == "__main__":
