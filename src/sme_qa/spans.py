@@ -292,6 +292,8 @@ def _span_of(q: Question, sentence: str, found: Any, threshold: float) -> Span |
     if found is None or found.score < threshold:
         return None
     s, e = _whole_name(sentence, *counted_figure(q, sentence, *_with_unit(q, sentence, found.start, found.end)))
+    if e - s > 2 and sentence[e - 1] == "的":  # 「25天缩短至7天的」: the particle is not the answer
+        e -= 1
     return Span(sentence[s:e], s, e, found.score)
 
 
