@@ -43,9 +43,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import train_reader as T  # noqa: E402  (after the path set-up, so a checkout runs without install)
 import train_span as TS  # noqa: E402
 
-from sme_qa import bundled_st, span_model  # noqa: E402
+from sme_qa import bundled_st, span_model, spans  # noqa: E402
 from sme_qa import reader as R  # noqa: E402
-from sme_qa import spans  # noqa: E402
 from sme_qa.question import analyse_with  # noqa: E402
 
 KS = (1, 2, 3, 4, 5, 6)
@@ -138,32 +137,34 @@ def report(rows_out: list[dict], masked_out: list[dict]) -> None:
             print(f"| {w} | " + " | ".join(cells) + " |")
     k, w, wr = spans.RERANK, spans.RERANK_WEIGHT, spans.RANKER_WEIGHT
 
-    def ranker(row: dict) -> float:
-        return row["ranker"][chosen(row, k, w, wr)]
+    def pick(row: dict) -> tuple[bool, float]:
+        """Whether the sentence quoted first holds the answer, and the ranker's logit for it."""
+        i = chosen(row, k, w, wr)
+        return bool(row["flags"][i]), row["ranker"][i]
 
     n, m = len(rows_out), len(masked_out)
-    right = [(row["answerable"] and row["flags"][chosen(row, k, w, wr)], row["answerable"], ranker(row)) for row in rows_out]
-    masked = [(row["answerable"], ranker(row)) for row in masked_out]
+    right = [(row["answerable"], row["p"], *pick(row)) for row in rows_out]  # (answerable, p, holds it, logit)
+    masked = [(row["answerable"], row["p"], pick(row)[1]) for row in masked_out]
     print(f"\nas a floor: decline when the ranker's logit for the quoted sentence < floor (k {k}, weights {w}, {wr}; {n} questions)")
     print("| floor | right | right lost | wrong answered | masked answered | utility |")
     print("|---|---|---|---|---|---|")
     for floor in (-math.inf, -4.0, -3.5, -3.0, -2.5, -2.0, -1.0, 0.0):
-        ok = sum(r and y >= floor for r, _, y in right)
-        lost = sum(r and y < floor for r, _, y in right)
-        wrong = sum(a and not r and y >= floor for r, a, y in right)
-        answered = sum(a and y >= floor for a, y in masked)
+        ok = sum(a and r and y >= floor for a, _, r, y in right)
+        lost = sum(a and r and y < floor for a, _, r, y in right)
+        wrong = sum(a and not r and y >= floor for a, _, r, y in right)
+        answered = sum(a and y >= floor for a, _, y in masked)
         print(f"| {floor} | {ok / n:.3f} | {lost / n:.3f} | {wrong / n:.3f} | {answered / m:.3f} | {(ok - wrong - answered) / n:.3f} |")
     threshold = R.shipped_model().threshold
-    cut_n = [row for row in rows_out if row["p"] < threshold]
-    cut_m = [row for row in masked_out if row["p"] < threshold]
+    cut_n = [(r, y) for _, p, r, y in right if p < threshold]
+    cut_m = [y for _, p, y in masked if p < threshold]
     print(f"\nas an overrule: answer a question below the reader's cut ({threshold:.2f}) when the ranker's logit reaches sure")
     print(f"(below the cut: {len(cut_n)} of {n} questions, {len(cut_m)} of {m} masked copies; shape and place rules not applied here)")
     print("| sure | right gained | wrong gained | masked answered |")
     print("|---|---|---|---|")
     for sure in (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5):
-        gained = sum(row["flags"][chosen(row, k, w, wr)] and ranker(row) >= sure for row in cut_n)
-        wrong_gained = sum(not row["flags"][chosen(row, k, w, wr)] and ranker(row) >= sure for row in cut_n)
-        answered = sum(ranker(row) >= sure for row in cut_m)
+        gained = sum(r and y >= sure for r, y in cut_n)
+        wrong_gained = sum(not r and y >= sure for r, y in cut_n)
+        answered = sum(y >= sure for y in cut_m)
         print(f"| {sure} | {gained / n:.3f} | {wrong_gained / n:.3f} | +{answered / m:.3f} |")
 
 
