@@ -260,6 +260,28 @@ def test_a_which_year_question_needs_a_year_not_any_figure(view):
         assert shape_ok(q, replace(reading.candidates[0], quote=f"他于{year}出任董事长。")), year
 
 
+def test_a_count_without_a_measure_word_is_not_answered_by_a_span_of_time(view):
+    q = analyse_with(view, "华纬科技的弹簧年产量是多少？")
+    decades = _hit("在专注弹簧生产数十年的华纬科技，大数据可以精准给出答案。", "hw")
+    assert not read(q, [decades], view).answerable  # 数十年 is how long, not how many
+    counted = _hit("在专注弹簧生产数十年的华纬科技，大数据可以精准给出答案。华纬科技的弹簧年产量达3亿件。", "hw")
+    assert "3亿件" in read(q, [counted], view).candidates[0].quote
+    # a question asking how long is answered by a span of time, and 日元 is money, not a day
+    assert shape_ok(analyse_with(view, "华纬科技专注弹簧生产多长时间了？"), read(q, [decades], view).candidates[0])
+    price = analyse_with(view, "这款产品的价格最高到多少？")
+    assert shape_ok(price, replace(read(q, [decades], view).candidates[0], quote="价格约为9800日元到14800日元。"))
+
+
+def test_a_sentence_that_asks_a_question_is_not_its_answer(view):
+    q = analyse_with(view, "华纬科技的弹簧用料是多少？")
+    asks = _hit("一根弹簧用料多少、制作炉温怎样、需要多少工时？在专注弹簧生产数十年的华纬科技，大数据可以精准给出答案。", "hw")
+    reading = read(q, [asks], view)
+    assert all(not shape_ok(q, c) for c in reading.candidates if c.quote.endswith("？"))
+    assert not reading.answerable  # neither sentence states an amount of material
+    told = replace(reading.candidates[0], quote="一根弹簧用料3克。")
+    assert shape_ok(q, told) and not shape_ok(q, replace(told, quote="一根弹簧用料3克吗？"))
+
+
 def test_only_quoted_titles_and_pinned_figures_are_required(view):
     q = analyse_with(view, "2023年青岛专精特新中小企业发展大会在哪里举行？")
     assert "青岛" in q.names and "2023年" in q.names and q.required == ("2023年",)

@@ -72,9 +72,9 @@ NATIONAL_SCOPE = ("全国", "我国", "中国", "全国性", "nationwide", "chin
 NATIONAL_TIER = ("国家级", "national")
 _QUOTED = re.compile(r"《([^》]{2,40})》|“([^”]{2,40})”|「([^」]{2,40})」|『([^』]{2,40})』")
 DELIM = re.compile(r"[，。、；：,;:！？!?（）()]")
-_NUM = r"\d+(?:\.\d+)?|[零一二两三四五六七八九十百千万亿]+"
+NUMERAL = r"\d+(?:\.\d+)?|[零一二两三四五六七八九十百千万亿]+"
 UNIT = r"%|‰|(?:万|亿|千|百)?(?:家|个|项|名|人|天|年|倍|元|款|类|次|件|台|吨|所|座|条|位|户|份|亿|万)"
-QUANTITY = re.compile(rf"(?P<num>{_NUM})\s*(?:多|余)?(?P<unit>{UNIT})")
+QUANTITY = re.compile(rf"(?P<num>{NUMERAL})\s*(?:多|余)?(?P<unit>{UNIT})")
 _HOW_MANY = re.compile(rf"(?:多少|几)\s*(?P<unit>{UNIT})?")
 # 「多少钱」「奖励多少」: the amount asked for is money.
 _MONEY = re.compile(r"多少钱|多少资金|多少经费|多少元|金额|奖励多少|补贴多少|资助多少|售价|价格|营业收入|营收|净利润|利润是多少|注册资本")
@@ -94,7 +94,7 @@ _CODE = re.compile(
     re.I,
 )
 ANSWER_SHAPES: dict[str, re.Pattern[str]] = {
-    "number": re.compile(rf"(?<![\d.])(?!\d{{4}}年)(?:{_NUM})\s*(?:多|余)?(?:{UNIT})"),  # not a year
+    "number": re.compile(rf"(?<![\d.])(?!\d{{4}}年)(?:{NUMERAL})\s*(?:多|余)?(?:{UNIT})"),  # not a year
     "date": re.compile(r"\d{4}年|\d{1,2}月(?:\d{1,2}日)?|\d{4}-\d{1,2}|今年|去年|明年|近日|年初|年底|上半年|下半年"),
     "who": re.compile(
         r"公司|集团|大学|学院|协会|研究院|委员会|部|局|厅|办公室|中心|银行|部长|主任|董事长|总裁|总经理|ceo|教授|院长|记者|工程师|负责人|代表"
