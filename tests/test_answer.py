@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from sme_qa.answer import evidence
 from sme_qa.compose import CONFLICT_ZH, CONTENT_FREE_ZH, NEAR_EN, NEAR_ZH
 from sme_qa.errors import QueryError
 from sme_qa.evaluate import answer_correct, answer_metrics
 from sme_qa.llm import DECLINE_EN, DECLINE_ZH
+from sme_qa.reader import shipped_model
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 DATA = Path(__file__).resolve().parent / "data"
@@ -109,6 +111,21 @@ def test_an_english_questions_chinese_words_pick_the_figure_of_a_list(sample_sea
     the short answer is 5家, not the list's largest figure."""
     answer = sample_searcher.ask("How many listed companies has Haichuanghui incubated?", llm=False)
     assert answer.answered and answer.short == "5家" and "5家上市公司" in answer.citations[0].quote
+
+
+def test_what_an_english_question_names_in_chinese_vouches_for_its_sentence(sample_searcher):
+    """The English answerability alone rates "How many little giants has China cultivated?" far
+    below its cut; its Chinese words (小巨人, 我国) all standing in the sentence vouch for it."""
+    assert sample_searcher.term_groups("How many little giants are there in Qingdao?") == (("小巨人",), ("青岛",))
+    assert sample_searcher.term_groups("Who is the chairman of Tesla?") == ()  # Tesla spells nothing known
+    assert sample_searcher.term_groups("海创汇的董事长是谁？") == ()
+    answer = sample_searcher.ask("How many little giants has China cultivated?", llm=False)
+    assert answer.answered and answer.short == "8997家" and "8997家" in answer.citations[0].quote
+    assert evidence(sample_searcher, "How many little giants has China cultivated?").reading.probability < shipped_model().threshold_cross
+    # every word must stand in the sentence, and a count needs a written figure (not 「一批瞪羚」)
+    gazelles = sample_searcher.ask("How many gazelle enterprises has Haichuanghui incubated?", llm=False)
+    assert not gazelles.answered or "102家" in gazelles.text
+    assert not sample_searcher.ask("How many little giants does Tesla have?", llm=False).answered
 
 
 def test_content_free_input_is_declined_with_a_hint(sample_searcher):

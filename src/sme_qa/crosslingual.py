@@ -18,7 +18,7 @@ import functools
 import re
 from collections.abc import Iterable
 
-__all__ = ["GLOSSARY", "PinyinNames", "chinese_terms"]
+__all__ = ["GLOSSARY", "PinyinNames", "chinese_terms", "term_groups"]
 
 # English → Chinese terms of the corpus domain.  Hand-written from the wording of the sample
 # corpus and of the English examples in README.md and issue 9; only renderings that mean the
@@ -102,27 +102,37 @@ class PinyinNames:
         return found
 
     def names(self, question: str) -> list[str]:
-        tags = _dictionary_tags()
         out: list[str] = []
         for latin in _candidates(question):
-            found = {s for split in self._splits(latin) for s in self._strings(split)} | set(self._words.get(latin, ()))
-            found = {s for s in found if tags.get(s, "nz") in _NAME_TAGS}
-            if 0 < len(found) <= 3:  # a few strings: a name, not syllable soup
-                out += sorted(found)
+            out += self.spell(latin)
         return out
+
+    def spell(self, latin: str) -> list[str]:
+        """The names of the vocabulary one lower-case Latin word spells (qingdao → [青岛]); none
+        when it spells no name, or so many strings that it is syllable soup, not a name."""
+        tags = _dictionary_tags()
+        found = {s for split in self._splits(latin) for s in self._strings(split)} | set(self._words.get(latin, ()))
+        found = {s for s in found if tags.get(s, "nz") in _NAME_TAGS}
+        return sorted(found) if 0 < len(found) <= 3 else []
+
+
+def _capitalised_runs(question: str) -> list[list[re.Match[str]]]:
+    """Runs of capitalised Latin words after the first word (Xu Xiaolan, Haichuanghui)."""
+    runs: list[list[re.Match[str]]] = [[]]
+    for m in re.finditer(r"[A-Za-z]+|[^A-Za-z]+", question):
+        word = m.group(0)
+        if word[0].isalpha() and word[0].isupper() and m.start() > 0:
+            runs[-1].append(m)
+        elif not word.isspace():
+            runs.append([])
+    return [r for r in runs if r]
 
 
 def _candidates(question: str) -> list[str]:
     """Capitalised Latin words, and runs of two or three of them joined (Xu Xiaolan → xuxiaolan)."""
-    runs: list[list[str]] = [[]]
-    for m in re.finditer(r"[A-Za-z]+|[^A-Za-z]+", question):
-        word = m.group(0)
-        if word[0].isalpha() and word[0].isupper() and m.start() > 0:
-            runs[-1].append(word.lower())
-        elif not word.isspace():
-            runs.append([])
     out = []
-    for run in runs:
+    for matches in _capitalised_runs(question):
+        run = [m.group(0).lower() for m in matches]
         out += [w for w in run if len(w) >= MIN_PINYIN_LETTERS]
         out += ["".join(run[i : i + n]) for n in (2, 3) for i in range(len(run) - n + 1)]
     return list(dict.fromkeys(out))
@@ -151,3 +161,30 @@ def chinese_terms(question: str, names: PinyinNames | None = None) -> list[str]:
     if names is not None:
         out += names.names(question)
     return list(dict.fromkeys(out))
+
+
+def term_groups(question: str, names: PinyinNames) -> tuple[tuple[str, ...], ...]:
+    """What an English ``question`` names, as groups of Chinese words any one of which stands for
+    it: one group per glossary term ("China" → 我国 / 全国) and per run of capitalised words
+    spelling a name (Haichuanghui → 海创汇).  Empty for a Chinese question, and when a capitalised
+    word is neither (Shanghai where no text names 上海, Tesla, AR): the question then names
+    something these words do not cover, so they cannot vouch for a sentence (``reader.judge``)."""
+    if re.search(r"[\u3400-\u9fff]", question):
+        return ()
+    groups: list[tuple[str, ...]] = []
+    covered: list[tuple[int, int]] = []
+    for pattern, terms in _GLOSSARY:
+        m = pattern.search(question)
+        if m:
+            groups.append(terms)
+            covered.append(m.span())
+    for run in _capitalised_runs(question):
+        words = [m for m in run if not any(a <= m.start() < b for a, b in covered)]
+        if not words:
+            continue
+        whole = names.spell("".join(m.group(0).lower() for m in words))  # Xu Xiaolan → 徐晓兰
+        spelled = [whole] if whole else [names.spell(m.group(0).lower()) if len(m.group(0)) >= MIN_PINYIN_LETTERS else [] for m in words]
+        if not all(spelled):
+            return ()
+        groups += [tuple(found) for found in spelled]
+    return tuple(groups)

@@ -30,6 +30,7 @@ from .settings import Settings
 from .store import manifest_stamp
 
 if TYPE_CHECKING:
+    from .crosslingual import PinyinNames
     from .embedding import Embedder
 
 log = logging.getLogger(__name__)
@@ -236,18 +237,34 @@ class Searcher:
         (``crosslingual``: names spelled in pinyin, the domain glossary); [] for a Chinese one."""
         return self._chinese_terms(self.state, question[:MAX_QUERY_CHARS])
 
+    def term_groups(self, question: str) -> tuple[tuple[str, ...], ...]:
+        """What an English question names, as groups of Chinese words (``crosslingual.term_groups``);
+        () for a Chinese question or one naming something the glossary and pinyin names do not cover."""
+        from .crosslingual import term_groups
+        from .text import has_han
+
+        if has_han(question):
+            return ()
+        return term_groups(question[:MAX_QUERY_CHARS], self._pinyin(self.state))
+
     def _chinese_terms(self, state: IndexState, question: str) -> list[str]:
         """The Chinese words an English question names (``crosslingual``); [] for a Chinese one."""
-        from .crosslingual import PinyinNames, chinese_terms
+        from .crosslingual import chinese_terms
         from .text import has_han
 
         if has_han(question):
             return []
+        return chinese_terms(question, self._pinyin(state))
+
+    def _pinyin(self, state: IndexState) -> PinyinNames:
+        """The index vocabulary by pinyin, built once per index state on first use."""
+        from .crosslingual import PinyinNames
+
         if state.pinyin is None:
             with self._lock:
                 if state.pinyin is None:
                     state.pinyin = PinyinNames(state.term_ids)
-        return chinese_terms(question, state.pinyin)
+        return state.pinyin
 
     def _dense(self, state: IndexState, question: str, depth: int, mask: np.ndarray | None) -> tuple[list[int], list[float]]:
         """The dense leg's best ``depth`` (rows, scores); a filter is applied inside the search."""
