@@ -7,7 +7,7 @@ The reader ranks a sentence without a year after every one with it for questions
 year (``reader.shape_ok``) and declines when none has one.  This counts, on the training sets
 only (cmrc2018_dev, drcd_dev), the questions ``reader._YEAR_QUESTION`` matches whose gold
 passages hold a sentence with a gold answer, and how many of those have a year by the rule:
-the share that would be wrongly reranked; then the same for the second rule.
+the share that would be wrongly reranked; then the same for the other two rules.
 
     .venv/bin/python scripts/check_year_shape.py
 """
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from sme_qa.question import _HOW_MANY, match_form, question_kind  # noqa: E402
-from sme_qa.reader import _A_YEAR, _ASKS, _TIME_ASKED, _TIME_SPAN, _YEAR_QUESTION, ANY_NUMBER  # noqa: E402
+from sme_qa.reader import _A_YEAR, _ASKS, _YEAR_QUESTION, asks_plain_amount, holds_amount  # noqa: E402
 from sme_qa.text import compact, split_sentences  # noqa: E402
 
 
@@ -34,20 +34,19 @@ def holds_year(sentence: str) -> bool:
     return bool(_A_YEAR.search(match_form(sentence)))
 
 
-def asks_plain_amount(question: str) -> bool:
+def asks_number_plainly(question: str) -> bool:
     m = _HOW_MANY.search(question)
-    form = match_form(question)
-    return question_kind(question) == "number" and not (m and m.group("unit")) and not _TIME_ASKED.search(form)
+    return question_kind(question) == "number" and asks_plain_amount(question, m.group("unit") if m else None)
 
 
-def holds_amount(sentence: str) -> bool:
-    return bool(ANY_NUMBER.search(_TIME_SPAN.sub("", match_form(sentence))))
+def holds_figure(sentence: str) -> bool:
+    return holds_amount(match_form(sentence))
 
 
 def main() -> int:
     checks = (
         ("year", asks_year, holds_year),
-        ("no-measure number", asks_plain_amount, holds_amount),
+        ("no-measure number", asks_number_plainly, holds_figure),
         ("all", lambda question: True, lambda sentence: not _ASKS.search(sentence)),
     )
     for what, asks, holds in checks:

@@ -77,7 +77,7 @@ def evidence(
     t0 = time.perf_counter()
     hits = tuple(searcher.retrieve(q.text, k, mode=mode, date_from=date_from, date_to=date_to, sources=sources))
     retrieve_ms = (time.perf_counter() - t0) * 1000
-    reading = read(q, hits, view, terms=searcher.term_groups(q.text) if q.english else ())
+    reading = read(q, hits, view, terms=searcher.term_groups(q.text))  # () for a Chinese question
     passages = [match_form(h.text) for h in hits]
     # Only what the question quotes or pins is a hard requirement.  The places, organisations and
     # people jieba's dictionary tags are evidence the reader already weighs (names_missing…): the

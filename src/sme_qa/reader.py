@@ -323,6 +323,16 @@ _TIME_SPAN = re.compile(
 )
 
 
+def asks_plain_amount(question: str, unit: str | None) -> bool:
+    """Whether a number question asks 多少 with no measure word (``unit``) and no length of time."""
+    return not unit and not _TIME_ASKED.search(match_form(question))
+
+
+def holds_amount(form: str) -> bool:
+    """Whether a sentence (in match form) has a figure other than its dates and spans of time."""
+    return bool(ANY_NUMBER.search(_TIME_SPAN.sub("", form)))
+
+
 def shape_ok(q: Question, best: Candidate) -> bool:
     """Whether a sentence (``best``: a candidate for the best) can hold the kind of answer asked for.
 
@@ -348,7 +358,7 @@ def shape_ok(q: Question, best: Candidate) -> bool:
     want = (q.unit or "")[-1:]
     if want == "元" and not _MONEY.search(form):
         return False
-    if not want and not _TIME_ASKED.search(match_form(q.text)) and not ANY_NUMBER.search(_TIME_SPAN.sub("", form)):
+    if asks_plain_amount(q.text, want) and not holds_amount(form):
         return False
     if want in _COUNTERS:
         same = next((g for g in _SAME_UNIT if want in g), frozenset(want))
