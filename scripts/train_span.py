@@ -282,7 +282,33 @@ def report_kinds(path: Path, rows) -> None:
         f1 = np.array([a for a, _ in pairs])
         shown = np.array([p >= reader.threshold for _, p in pairs])
         print(f"| {kind} | {len(pairs)} | {_mean(f1)} | {shown.mean():.2f} | {_mean(f1[shown])} | {_mean(f1[~shown])} |")
+    report_trimmed(reader, rows)
     report_counted(reader, rows)
+
+
+def report_trimmed(reader, rows) -> None:
+    """``spans._trim`` (edge punctuation, unpaired quotes) on the held-out spans: EM and F1 with and without it."""
+    from sme_qa import spans
+    from sme_qa.question import Question, question_kind
+    from sme_qa.text import compact
+
+    trim = spans._trim
+    for label, rule in (("without", lambda sentence, s, e: (s, e)), ("with", trim)):
+        spans._trim = rule
+        try:
+            shown = [_span_text(reader, Question(r.question, False, question_kind(r.question), ()), r) for r in rows]
+        finally:
+            spans._trim = trim
+        em = np.mean([any(compact(t) == compact(a) for a in r.answers) for t, r in zip(shown, rows)])
+        f1 = np.mean([max(char_f1(t, a) for a in r.answers) for t, r in zip(shown, rows)])
+        print(f"{label} spans._trim: EM {em:.4f}, F1 {f1:.4f}")
+
+
+def _span_text(reader, q, row: Example) -> str:
+    from sme_qa.spans import _span_of
+
+    span = _span_of(q, row.sentence, reader.find(row.question, row.sentence, one_clause=q.kind == "number"), -math.inf)
+    return span.text if span else ""
 
 
 def report_counted(reader, rows) -> None:

@@ -115,6 +115,21 @@ def test_reread_quotes_the_sentence_the_span_reader_backs(reader):
     assert reread(q, sentences, [1 - 1e-6, 1e-6], lambda t: list(t), None)[0] == 0
 
 
+def test_a_short_answer_has_no_edge_punctuation_or_unpaired_quotes():
+    from sme_qa.spans import _trim
+
+    def trimmed(text: str) -> str:
+        s, e = _trim(text, 0, len(text))
+        return text[s:e]
+
+    assert trimmed("专业化、精细化、特色化、新颖化的发展特征。") == "专业化、精细化、特色化、新颖化的发展特征"
+    assert trimmed("，8997家；") == "8997家"
+    assert trimmed("“2022全国专精特新中小企业发展大会") == "2022全国专精特新中小企业发展大会"
+    assert trimmed("专精特新“小巨人”企业") == "专精特新“小巨人”企业"  # a paired quote stays
+    assert trimmed("《专精特新中小企业服务产品目录》") == "《专精特新中小企业服务产品目录》"
+    assert trimmed("3.5") == "3.5" and trimmed("。") == ""
+
+
 def test_a_reason_is_read_too_and_shown_only_when_the_span_reader_is_sure(reader):
     """为什么 questions get a short answer when the span reader rates it above its threshold
     (its held-out reasons: F1 0.87 above it); a cause it is unsure of stays unshown."""
