@@ -115,6 +115,19 @@ def test_reread_quotes_the_sentence_the_span_reader_backs(reader):
     assert reread(q, sentences, [1 - 1e-6, 1e-6], lambda t: list(t), None)[0] == 0
 
 
+def test_an_english_question_is_reread_too(reader):
+    """The span reader and the ranker read an English question's best sentences as well (its
+    text carrying the Chinese words it names, as ``answer.extractive`` passes it)."""
+    from dataclasses import replace
+
+    q = _question("How many little giants has China cultivated?")
+    assert q.english
+    q = replace(q, text=f"{q.text} 小巨人")
+    sentences = ["我国高度重视专精特新“小巨人”企业的培育工作。", "目前，我国已累计培育专精特新“小巨人”企业8997家。"]
+    best, span = reread(q, sentences, [0.6, 0.5], lambda t: list(t), None)
+    assert best == 1 and span is not None and "8997" in span.text
+
+
 def test_a_short_answer_has_no_edge_punctuation_or_unpaired_quotes():
     from sme_qa.spans import _trim
 
