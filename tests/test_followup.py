@@ -408,6 +408,28 @@ def test_more_follow_ups_become_standalone(history, question, expected):
     assert resolve(question, history).question == expected
 
 
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Who is the chairman of Haichuanghui?", "Who is the chairman of 青岛?"),
+        ("how many little giants are there?", "how many little giants are there (青岛)?"),
+    ],
+)
+def test_a_chinese_ellipsis_after_an_english_question_keeps_its_subject(question, expected):
+    # the Chinese rule cannot find the slot in English words: it returned the English question unchanged
+    history = chat(question, "**刘长文** According to 《…》: “据海创汇董事长刘长文介绍…” [1]")
+    assert resolve("那青岛呢？", history).question == expected
+
+
+@pytest.mark.parametrize(
+    ("previous", "expected"),
+    [("海尔 集团的董事长是谁？", "青岛的董事长是谁？"), ("Haier 集团 的董事长是谁？", "青岛 的董事长是谁？")],
+)
+def test_an_ellipsis_finds_a_subject_written_with_spaces(previous, expected):
+    # the subject's words are joined without the spaces: the question came back unchanged
+    assert resolve("那青岛呢？", chat(previous, "「…」[1]")).question == expected
+
+
 def test_who_said_through_the_library_quotes_the_speaker(sample_searcher):
     """The answer to 「今年…再培育多少家？」 quotes the claim only; 「是谁说的？」 then finds 肖亚庆
     in the claim's paragraph and the answer quotes the sentence that names him."""

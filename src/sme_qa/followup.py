@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .conversation import CONTEXT_TURNS, Lookup, Resolution, Turn, check_history, turns
-from .followup_zh import resolve_zh, who_said
-from .phrases import quotes, warm
+from .followup_zh import ZH_ELLIPSIS, resolve_zh, who_said
+from .phrases import QUESTION_WORD, quotes, warm
 from .text import ATTRIBUTION, has_han, split_sentences
 
 __all__ = ["Lookup", "Resolution", "Turn", "check_history", "condense_messages", "resolve", "turns", "understood_note", "warm"]
@@ -119,6 +119,10 @@ def resolve(question: str, history: Sequence[dict[str, str]] | Sequence[Turn] = 
 
 def _one(question: str, history: list[Turn], lookup: Lookup | None = None) -> Resolution:
     if has_han(question):
+        m = ZH_ELLIPSIS.match(question.strip())
+        if m and not QUESTION_WORD.search(m.group("x")) and not has_han(history[-1].question):
+            # 「那青岛呢？」 after "Who is the chairman of Haichuanghui?": the English rule's slot
+            return _resolve_en(f"What about {m.group('x')}?", history, lookup)
         return resolve_zh(question, history, lookup)
     return _resolve_en(question, history, lookup)
 

@@ -35,7 +35,7 @@ _ZH_PRONOUN = re.compile(rf"^(?:那么|那|而|还有)?(?P<p>{_ZH_PERSON}|{_ZH_T
 _ZH_INNER_PRONOUN = re.compile(rf"(?P<p>{_ZH_PERSON}|它们|它)")
 _ZH_THIS_WAY = re.compile(r"^(?P<p>这样做|这样|这么做|如此|这一|这些|这个|那个|那些)(?P<rest>.*)$", re.DOTALL)
 _ZH_AMONG = re.compile(r"^(?:那么|那)?其中(?P<rest>.*)$", re.DOTALL)
-_ZH_ELLIPSIS = re.compile(
+ZH_ELLIPSIS = re.compile(
     r"^(?:那么|那|而|还有|再说说|说说|换成|如果是|要是)?(?:在)?(?P<x>[^？?，,。]{1,24}?)(?:的情况|的呢|呢|怎么样|如何)\s*[？?]?$"
 )
 _ZH_WHO_SAID = re.compile(
@@ -152,6 +152,13 @@ def _topic(prev: Turn) -> str:
     return f"{subject}的{np}"
 
 
+def _swap(text: str, old: str, new: str) -> str:
+    """``text`` with its first ``old`` replaced by ``new``, white space inside ``old`` ignored
+    (``subject_of`` joins words: 「海尔 CEO」 is 「海尔CEO」 there)."""
+    pattern = r"\s*".join(re.escape(ch) for ch in old if not ch.isspace())
+    return re.sub(pattern, lambda _: new, text, count=1) if pattern else text
+
+
 def _replace_slot(prev: str, x: str) -> str:
     """The previous question about ``x`` instead: same-kind word replaced, else its subject."""
     x = x.strip().rstrip(STOP_TAIL)
@@ -186,9 +193,9 @@ def _replace_slot(prev: str, x: str) -> str:
         return prev[: asked.start("np")] + x + prev[asked.end("np") :]
     subject = subject_of(prev)
     if subject and (not kind or kind_of(subject) in (kind, "")):
-        return prev.replace(subject, x, 1)
+        return _swap(prev, subject, x)
     if kind and subject:
-        return prev.replace(subject, x, 1)
+        return _swap(prev, subject, x)
     if asked and not kind:  # 「…孵化出了多少家独角兽？」 + 「那瞪羚呢？」: the thing counted
         return prev[: asked.start("np")] + x + prev[asked.end("np") :]
     return x + "：" + prev
@@ -224,7 +231,7 @@ def resolve_zh(question: str, history: list[Turn], lookup: Lookup | None = None)
         ref = _referent(prev, person=False)
         if ref and ref not in q:
             return Resolution(ref + q, True, "pronoun")
-    m = _ZH_ELLIPSIS.match(q)
+    m = ZH_ELLIPSIS.match(q)
     if m and not QUESTION_WORD.search(m.group("x")):
         return Resolution(_replace_slot(_plain(prev.question), m.group("x")), True, "ellipsis")
     if _ZH_NO_SUBJECT.match(q) and not _names_something(q):
