@@ -77,6 +77,14 @@ def test_content_free_input_is_recognised():
         assert not is_content_free(text), text
 
 
+def test_a_greeting_or_thanks_alone_asks_nothing():
+    for text in ("你好", "您好！", "hello", "Hi there!", "thanks", "Thank you very much!", "谢谢", "好的", "再见~"):
+        assert is_content_free(text), text
+    # a greeting before a question, or a word that only starts like one, still asks something
+    for text in ("你好，海创汇是什么？", "hello, who is the chairman of Haichuanghui?", "感谢信是什么", "Hi-tech companies?", "谢谢海尔"):
+        assert not is_content_free(text), text
+
+
 def test_coverage_and_longest_common():
     terms = (("上海市", 3.0), ("企业", 1.0))
     assert coverage(terms, "上海市的企业") == 1.0

@@ -93,6 +93,15 @@ _CODE = re.compile(
     r"<\s*/?\s*(?:script|img|iframe|svg|a|div|style)\b|--\s*$|/\*|\bor\s+1\s*=\s*1\b",
     re.I,
 )
+# A greeting, thanks or goodbye alone asks nothing either: an English one went to the cross-lingual
+# reader, whose cosine rates any short text near some sentence ("thanks" answered at 0.92).
+_SMALL_TALK = re.compile(
+    r"(?:你好|您好|大家好|嗨|哈喽|哈啰|在吗|谢谢你?|多谢|感谢|辛苦了|好的|好|嗯+|哦+|再见|拜拜|早上好|上午好|下午好|晚上好|"
+    r"hi|hello|hey|hiya|thanks?(?: you)?(?: very much| a lot)?|thx|ok(?:ay)?|bye|goodbye|good (?:morning|afternoon|evening|night)|cheers)"
+    r"(?:\s*(?:there|everyone|all|啊|呀|哈|哦|啦|吧))*",
+    re.I,
+)
+_NOT_WORD = re.compile(r"[\W_]+")
 ANSWER_SHAPES: dict[str, re.Pattern[str]] = {
     "number": re.compile(rf"(?<![\d.])(?!\d{{4}}年)(?:{NUMERAL})\s*(?:多|余)?(?:{UNIT})"),  # not a year
     "date": re.compile(r"\d{4}年|\d{1,2}月(?:\d{1,2}日)?|\d{4}-\d{1,2}|今年|去年|明年|近日|年初|年底|上半年|下半年"),
@@ -141,9 +150,10 @@ def strip_question_words(question: str) -> str:
 
 
 def is_content_free(question: str) -> bool:
-    """True for input that asks nothing: only symbols/emoji/punctuation/invisible characters, or code."""
+    """True for input that asks nothing: only symbols/emoji/punctuation/invisible characters, code,
+    or a greeting, thanks or goodbye alone (你好, thanks)."""
     text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", question))
-    if _CODE.search(text):
+    if _CODE.search(text) or _SMALL_TALK.fullmatch(_NOT_WORD.sub(" ", text).strip()):
         return True
     return not has_han(text) and not _LATIN_WORD.search(text)
 
