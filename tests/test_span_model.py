@@ -223,3 +223,35 @@ def test_a_short_answer_does_not_end_on_the_particle_de(reader):
     assert found is not None and span is not None
     assert sentence[found.start : found.end].endswith("7天的")  # what the model itself marks
     assert span.text.endswith("7天") and sentence[span.start : span.end] == span.text
+
+
+def test_sentences_are_read_in_length_groups_on_two_threads_with_the_same_result(reader, ranker, monkeypatch):
+    """``rank_and_read`` splits the sentences into length groups read on their own threads
+    (``span_model.READ_THREADS``): the ranker's logits, spans and span logits are those of one
+    padded batch on one thread, in the sentences' own order."""
+    question = "海创汇孵化了多少家专精特新“小巨人”企业？"
+    sentences = [
+        "平台已链接全球创投机构。",
+        "海尔集团旗下的海创汇成立于2014年，总部位于青岛，目前已经聚集了4000多家中小企业和数百家投资机构，孵化了71家专精特新“小巨人”企业。",
+        "海创汇首创“有根创业”模式，已孵化71家专精特新“小巨人”企业。",
+        "",
+        "截至目前，海创汇已孵化5家上市公司。",
+    ]
+    monkeypatch.setattr(M, "_workers", lambda: 2)
+    ranked, found = reader.rank_and_read(question, sentences, ranker)
+    monkeypatch.setattr(M, "_workers", lambda: 1)
+    ranked_one, found_one = reader.rank_and_read(question, sentences, ranker)
+    assert found[3] is None and ranked[3] == -np.inf, "a sentence without tokens is not read"
+    assert np.allclose(ranked[[0, 1, 2, 4]], ranked_one[[0, 1, 2, 4]], atol=1e-4)
+    for got, alone in zip(found, found_one):
+        assert (got is None) == (alone is None)
+        if got is not None:
+            assert (got.start, got.end) == (alone.start, alone.end) and abs(got.logit - alone.logit) < 1e-4
+    assert "71家" in sentences[2][found[2].start : found[2].end]
+
+
+def test_length_groups_balance_padded_tokens():
+    assert M._groups([10, 80, 12], 1) == [[1, 2, 0]]
+    assert M._groups([10, 80, 12], 2) == [[1], [2, 0]]  # the long sentence alone: 80 against 2 × 12
+    assert M._groups([40, 41, 39, 42], 2) == [[3, 1], [0, 2]]
+    assert M._groups([7], 2) == [[0]]

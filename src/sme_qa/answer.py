@@ -6,7 +6,7 @@
 3. read them (``reader.py``): every sentence scored by the learned reader, and the
    probability that the best one answers; below the model's threshold, or when the question
    names a title (《…》, “…”) or a figure (2023年, 第二批) no passage mentions, the question is declined;
-4. compose (``compose.py``): the span reader (``span_model.py``) reads the reader's best three
+4. compose (``compose.py``): the span reader (``span_model.py``) reads the reader's best five
    sentences and the one it and the reader rate highest is quoted first (``spans.reread``), its short
    answer in bold, then the quoted sentence(s) with [n] markers; or, when articles give different figures for the same measure
    of the same subject, each figure with its source and date, newest first; or the refusal with

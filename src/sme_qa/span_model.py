@@ -4,7 +4,8 @@ A cross-encoder over the question and one sentence (``<s> question </s></s> sent
 the bundled multilingual-e5-small's twelve layers, the top ``Head.layers`` of them fine-tuned
 with a start/end head (``models/span_reader.safetensors``, trained by ``scripts/train_span.py`` on
 the gold sentences of cmrc2018_dev and drcd_dev only).  Run in numpy, so answering never imports
-torch: one sentence costs about 2.5 GFLOP (~50–100 ms on two cores).
+torch: one sentence costs about 2.5 GFLOP (~30 ms on one core; a question's sentences are read
+in two length groups on two threads, ``READ_THREADS``).
 
 The base weights come from the bundled model's sentence-transformers directory
 (``bundled_st.materialize``, built once in the cache dir, then memory-mapped: only the word vectors
@@ -273,24 +274,37 @@ class SpanReader:
         ranked = np.full(len(sentences), -np.inf if ranker else 0.0)
         if not live:
             return ranked, found
-        n = max(len(p.ids) for _, p in live)
-        ids = np.full((len(live), n), 1, dtype=np.int64)
-        mask = np.zeros((len(live), n), dtype=np.float32)
-        for r, (_, p) in enumerate(live):
+        groups = _groups([len(p.ids) for _, p in live], _workers())
+        with _blas().limit(limits=1, user_api="blas"):
+            if len(groups) == 1:
+                done = [self._pass([live[r][1] for r in groups[0]], ranker)]
+            else:
+                done = list(_pool().map(lambda g: self._pass([live[r][1] for r in g], ranker), groups))
+        for group, (logits, out) in zip(groups, done):
+            for row, r in enumerate(group):
+                i, p = live[r]
+                k = len(p.ids)
+                if ranker is not None:
+                    ranked[i] = logits[row]
+                found[i] = self._found(out[row, :k, 0], out[row, :k, 1], p, sentences[i], one_clause)
+        return ranked, found
+
+    def _pass(self, pairs: Sequence[Pair], ranker: SentenceRanker | None) -> tuple[np.ndarray, np.ndarray]:
+        """The ranker's logits (empty without one) and the start/end logits [B, T, 2] of ``pairs``, padded to the longest."""
+        n = max(len(p.ids) for p in pairs)
+        ids = np.full((len(pairs), n), 1, dtype=np.int64)
+        mask = np.zeros((len(pairs), n), dtype=np.float32)
+        for r, p in enumerate(pairs):
             ids[r, : len(p.ids)] = p.ids
             mask[r, : len(p.ids)] = 1
-        with _blas().limit(limits=1, user_api="blas"):
-            if ranker is None:
-                h = self.encoder.forward(ids, mask)
-            else:
-                h = self.encoder.forward(ids, mask, 0, ranker.depth)
-                ranked[[i for i, _ in live]] = ranker.logits(h, mask)
-                h = self.encoder.forward(ids, mask, ranker.depth, None, h)
-        out = h @ self.head_w.T + self.head_b
-        for r, (i, p) in enumerate(live):
-            k = len(p.ids)
-            found[i] = self._found(out[r, :k, 0], out[r, :k, 1], p, sentences[i], one_clause)
-        return ranked, found
+        logits = np.zeros(0)
+        if ranker is None:
+            h = self.encoder.forward(ids, mask)
+        else:
+            h = self.encoder.forward(ids, mask, 0, ranker.depth)
+            logits = ranker.logits(h, mask)
+            h = self.encoder.forward(ids, mask, ranker.depth, None, h)
+        return logits, h @ self.head_w.T + self.head_b
 
     @property
     def tuned_from(self) -> int:
@@ -337,6 +351,42 @@ class SentenceRanker:
         """[B] logits from the shared layers' output ``h`` [B, T, H]."""
         x = self.encoder.layer(h, mask.astype(np.float32), self.depth)
         return np.asarray(x[:, 0] @ self.head_w + self.head_b, dtype=np.float64)
+
+
+# The sentences of one question are read in up to READ_THREADS groups at once, each on its own
+# thread with one BLAS thread (numpy releases the GIL in its matrix products): no OpenMP team
+# waits at a barrier for a thread whose core is busy (``_blas``), so a busy machine costs what
+# one thread would, and a free one reads two groups in the time of one.  Grouped by length,
+# each padded only to its own longest.
+READ_THREADS = 2
+
+
+def _groups(lengths: Sequence[int], workers: int) -> list[list[int]]:
+    """Indices of ``lengths`` in up to ``workers`` groups of consecutive lengths (longest first),
+    balanced by padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    if workers <= 1 or len(order) <= 1:
+        return [order]
+    best = [order]
+    cost = len(order) * lengths[order[0]]
+    for cut in range(1, len(order)):  # two groups: the longest ``cut`` sentences, and the rest
+        split = max(cut * lengths[order[0]], (len(order) - cut) * lengths[order[cut]])
+        if split < cost:
+            best, cost = [order[:cut], order[cut:]], split
+    return best
+
+
+def _workers() -> int:
+    import os
+
+    return max(1, min(READ_THREADS, os.cpu_count() or 1))
+
+
+@functools.lru_cache(maxsize=1)
+def _pool() -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="sme-qa-read")
 
 
 @functools.lru_cache(maxsize=1)

@@ -240,16 +240,21 @@ def best_span(
 # ``scripts/fit_rerank.py`` on the questions of cmrc2018_dev + drcd_dev whose passages neither
 # model trained on (675 questions of every kind): the first quoted sentence holds the answer for
 # 0.787 (the reader alone) → 0.812 (span reader, k 3, weight 1.0) → 0.837 (with the ranker, weight
-# 1.5; weights 1.0–2.0: 0.833–0.837).  k 4–5 measured 0.844–0.847 there, but ask p95 on xquad_zh
-# went to 322 ms (k 4) against the 300 ms budget; ranking by the ranker alone and reading only the
-# chosen sentence's span was 0.839 there and no better than the span reader alone on xquad_zh
-# (bench/bench_reader.py).  Without the ranker file, the span reader alone at the same k and weight.
+# 1.5; weights 1.0–2.0: 0.833–0.837) → 0.847 at k 5 (k 4 0.844, k 6 0.847: the same weights are
+# best at each).  k 5 was held back while one thread read the sentences (ask p95 on xquad_zh 322 ms
+# at k 4 against the 300 ms budget); read in two length groups on two threads
+# (``span_model.READ_THREADS``) it costs less than k 3 did: xquad_zh ask p50/p95 163/243 ms (k 3,
+# one thread) → 112/158 (k 3, two) → 154/226 (k 5, two; 226/305 with a busy loop on the other
+# core), correct 0.812 → 0.820, span F1 0.446 → 0.451; dureader_demo correct 0.697 unchanged,
+# span F1 0.275 → 0.265; xquad_en2zh 0.569 → 0.570 (bench/bench_reader.py).  Ranking by the ranker
+# alone and reading only the chosen sentence's span was 0.839 there and no better than the span
+# reader alone on xquad_zh.  Without the ranker file, the span reader alone at the same k and weight.
 # English questions too, though both models were trained on Chinese questions only (the question
 # text then carries its Chinese words, ``Evidence.translated``): the multilingual encoder carries
 # over, measured once, on and off, with nothing refitted (bench/bench_reader.py --sets
 # seed,xquad_en2zh): English (tests/data) 18 → 20 of 36 correct, span F1 0.309 → 0.362;
 # xquad_en2zh 0.565 → 0.569, span F1 0.251 → 0.253; ask p50 there 77 → 177 ms.
-RERANK = 3
+RERANK = 5
 RERANK_WEIGHT = 1.0
 RANKER_WEIGHT = 1.5
 
