@@ -405,3 +405,14 @@ def test_no_work_at_import(monkeypatch):
     code = "import sys, sme_qa.web, sme_qa.web.pages; print('gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_warm_up_builds_what_the_first_english_question_needs(sample_index):
+    """The server's warm-up asks an English question too: the index vocabulary by pinyin (~1.3 s
+    of the first English question otherwise) is built before anyone asks."""
+    from sme_qa.web.server import _warm
+
+    searcher = load(sample_index)
+    assert searcher.state.pinyin is None
+    _warm(searcher)
+    assert searcher.state.pinyin is not None
