@@ -11,7 +11,7 @@ import pytest
 
 from sme_qa import span_model as M
 from sme_qa.question import analyse, strip_question_words
-from sme_qa.spans import char_f1, reread, short_answer
+from sme_qa.spans import as_asked, char_f1, reread, short_answer
 
 SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 
@@ -255,3 +255,28 @@ def test_length_groups_balance_padded_tokens():
     assert M._groups([10, 80, 12], 2) == [[1], [2, 0]]  # the long sentence alone: 80 against 2 × 12
     assert M._groups([40, 41, 39, 42], 2) == [[3, 1], [0, 2]]
     assert M._groups([7], 2) == [[0]]
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [
+        ("氧化锆的熔点", "氧化锆的熔点是什么？"),
+        ("18世纪英国的讽刺作家是", "18世纪英国的讽刺作家是什么？"),
+        ("海创汇的董事长是谁？", "海创汇的董事长是谁？"),  # a question as it is
+        ("包是怎样路由的", "包是怎样路由的"),  # asks in its own words
+        ("太原到云冈石窟多远", "太原到云冈石窟多远"),
+        ("青岛小巨人多少家", "青岛小巨人多少家"),  # a number question
+        ("说出一种常见的自身免疫性疾病。", "说出一种常见的自身免疫性疾病。"),
+    ],
+)
+def test_a_keyword_query_is_read_as_a_question(typed, read):
+    assert as_asked(_question(typed)) == read
+
+
+def test_the_span_reader_is_surer_of_a_keyword_query_read_as_a_question(reader):
+    for typed, sentence, answer in [
+        ("海创汇董事长", "据海创汇董事长刘长文介绍，目前平台已经服务了4000多家中小企业。", "刘长文"),
+        ("工信部部长", "在近日举行的大会上，工信部部长金壮龙表示。", "金壮龙"),
+    ]:
+        raw, asked = reader.find(typed, sentence), reader.find(as_asked(_question(typed)), sentence)
+        assert sentence[asked.start : asked.end] == answer and asked.score > raw.score + 0.1, (typed, raw, asked)
