@@ -283,6 +283,7 @@ def report_kinds(path: Path, rows) -> None:
         shown = np.array([p >= reader.threshold for _, p in pairs])
         print(f"| {kind} | {len(pairs)} | {_mean(f1)} | {shown.mean():.2f} | {_mean(f1[shown])} | {_mean(f1[~shown])} |")
     report_trimmed(reader, rows)
+    report_keywords(reader, rows)
     report_counted(reader, rows)
 
 
@@ -302,6 +303,41 @@ def report_trimmed(reader, rows) -> None:
         em = np.mean([any(compact(t) == compact(a) for a in r.answers) for t, r in zip(shown, rows)])
         f1 = np.mean([max(char_f1(t, a) for a in r.answers) for t, r in zip(shown, rows)])
         print(f"{label} spans._trim: EM {em:.4f}, F1 {f1:.4f}")
+
+
+def report_keywords(reader, rows) -> None:
+    """``spans.KEYWORD_ASKED`` on the held-out questions typed as search keywords (question words,
+    punctuation and a trailing particle removed): span F1, the share shown at the file's threshold
+    and F1 counting an unshown span as 0, for the question as asked, as keywords, and keywords
+    with 「？」 or KEYWORD_ASKED added."""
+    import re
+
+    from sme_qa.question import Question, question_kind, strip_question_words
+    from sme_qa.spans import KEYWORD_ASKED, _span_of
+
+    def keywords(question: str) -> str:
+        text = re.sub(r"[？?。！!，,、\s]+", " ", strip_question_words(question)).strip()
+        return re.sub(r"(是|的|了|在|有|为|被|由|与|和)\s*$", "", text).strip()
+
+    variants = {
+        "as asked": lambda q: q,
+        "keywords": keywords,
+        "keywords + ？": lambda q: keywords(q) + "？",
+        f"keywords + {KEYWORD_ASKED}": lambda q: keywords(q) + KEYWORD_ASKED,
+    }
+    print("| question text | span F1 | shown | F1, unshown = 0 |")
+    print("|---|---|---|---|")
+    for label, typed in variants.items():
+        f1, shown = [], []
+        for r in rows:
+            text = typed(r.question)
+            q = Question(text, False, question_kind(text), ())
+            found = reader.find(text, r.sentence, one_clause=q.kind == "number")
+            span = _span_of(q, r.sentence, found, -math.inf)
+            f1.append(max(char_f1(span.text, a) for a in r.answers) if span else 0.0)
+            shown.append(bool(found and found.score >= reader.threshold))
+        a, b = np.array(f1), np.array(shown)
+        print(f"| {label} | {a.mean():.3f} | {b.mean():.3f} | {np.where(b, a, 0.0).mean():.3f} |")
 
 
 def _span_text(reader, q, row: Example) -> str:

@@ -263,7 +263,8 @@ RANKER_WEIGHT = 1.5
 # word, no closing mark) reads to them as a question once 「是什么？」 is added.  On the span
 # reader's 673 held-out gold sentences with their questions cut to keywords (question words and
 # punctuation removed): span F1 0.573 → 0.592, shown 0.737 → 0.811 of them, F1 counting an unshown
-# span as 0 0.476 → 0.528 (plain 「？」: 0.600, 0.779, 0.518); as asked 0.718, 0.865, 0.660.
+# span as 0 0.476 → 0.528 (plain 「？」: 0.600, 0.779, 0.518); as asked 0.717, 0.865, 0.660
+# (`scripts/train_span.py --kinds`).
 KEYWORD_ASKED = "是什么？"
 _ASKING = re.compile(r"怎样|怎么|如何|还是|是否|吗|呢|么|多[远钱重宽深厚快]")
 
