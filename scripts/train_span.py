@@ -313,7 +313,7 @@ def report_keywords(reader, rows) -> None:
     import re
 
     from sme_qa.question import Question, question_kind, strip_question_words
-    from sme_qa.spans import KEYWORD_ASKED, _span_of
+    from sme_qa.spans import KEYWORD_ASKED
 
     def keywords(question: str) -> str:
         text = re.sub(r"[？?。！!，,、\s]+", " ", strip_question_words(question)).strip()
@@ -328,15 +328,9 @@ def report_keywords(reader, rows) -> None:
     print("| question text | span F1 | shown | F1, unshown = 0 |")
     print("|---|---|---|---|")
     for label, typed in variants.items():
-        f1, shown = [], []
-        for r in rows:
-            text = typed(r.question)
-            q = Question(text, False, question_kind(text), ())
-            found = reader.find(text, r.sentence, one_clause=q.kind == "number")
-            span = _span_of(q, r.sentence, found, -math.inf)
-            f1.append(max(char_f1(span.text, a) for a in r.answers) if span else 0.0)
-            shown.append(bool(found and found.score >= reader.threshold))
-        a, b = np.array(f1), np.array(shown)
+        pairs = [_shown(reader, Question(text, False, question_kind(text), ()), r, text) for r in rows for text in [typed(r.question)]]
+        a = np.array([f for f, _ in pairs])
+        b = np.array([p >= reader.threshold for _, p in pairs])
         print(f"| {label} | {a.mean():.3f} | {b.mean():.3f} | {np.where(b, a, 0.0).mean():.3f} |")
 
 
@@ -371,11 +365,12 @@ def report_counted(reader, rows) -> None:
     )
 
 
-def _shown(reader, q, row: Example) -> tuple[float, float]:
-    """(character F1, probability) of the span the chat would show for ``row`` at any threshold."""
+def _shown(reader, q, row: Example, text: str | None = None) -> tuple[float, float]:
+    """(character F1, probability) of the span the chat would show for ``row`` at any threshold,
+    the reader given ``text`` (default: the row's question)."""
     from sme_qa.spans import _span_of
 
-    found = reader.find(row.question, row.sentence, one_clause=q.kind == "number")
+    found = reader.find(row.question if text is None else text, row.sentence, one_clause=q.kind == "number")
     span = _span_of(q, row.sentence, found, -math.inf)
     return (max(char_f1(span.text, a) for a in row.answers) if span else 0.0), (found.score if found else 0.0)
 

@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import math
+import os
 import re
 import struct
 import threading
@@ -275,11 +276,12 @@ class SpanReader:
         if not live:
             return ranked, found
         groups = _groups([len(p.ids) for _, p in live], _workers())
+
+        def read(group: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            return self._pass([live[r][1] for r in group], ranker)
+
         with _blas().limit(limits=1, user_api="blas"):
-            if len(groups) == 1:
-                done = [self._pass([live[r][1] for r in groups[0]], ranker)]
-            else:
-                done = list(_pool().map(lambda g: self._pass([live[r][1] for r in g], ranker), groups))
+            done = [read(groups[0])] if len(groups) == 1 else list(_pool().map(read, groups))
         for group, (logits, out) in zip(groups, done):
             for row, r in enumerate(group):
                 i, p = live[r]
@@ -377,8 +379,6 @@ def _groups(lengths: Sequence[int], workers: int) -> list[list[int]]:
 
 
 def _workers() -> int:
-    import os
-
     return max(1, min(READ_THREADS, os.cpu_count() or 1))
 
 

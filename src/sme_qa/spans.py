@@ -403,6 +403,7 @@ def _whole_name(sentence: str, s: int, e: int) -> tuple[int, int]:
 # EM 0.472, F1 0.714, so it is not done.
 _EDGE = "。，、；：！？,;:!?…—"
 _PAIRS = {"“": "”", "‘": "’", "「": "」", "『": "』", "《": "》", "（": "）", "(": ")", "【": "】"}
+_OPENERS = {close: open_ for open_, close in _PAIRS.items()}
 
 
 def _trim(sentence: str, s: int, e: int) -> tuple[int, int]:
@@ -415,10 +416,8 @@ def _trim(sentence: str, s: int, e: int) -> tuple[int, int]:
             e -= 1
         if s < e and sentence[s] in _PAIRS and _PAIRS[sentence[s]] not in sentence[s + 1 : e]:
             s += 1
-        if s < e and sentence[e - 1] in _PAIRS.values():
-            opener = next(o for o, c in _PAIRS.items() if c == sentence[e - 1])
-            if opener not in sentence[s : e - 1]:
-                e -= 1
+        if s < e and sentence[e - 1] in _OPENERS and _OPENERS[sentence[e - 1]] not in sentence[s : e - 1]:
+            e -= 1
         if (s, e) == before:
             return s, e
 
