@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     reader = span_model.load()
     if reader is None:
         raise SystemExit("the span reader is not available (bundled model or span_reader.safetensors missing)")
-    ranker = span_model.SentenceRanker(span_model.read_safetensors(args.ranker), span_model.file_metadata(args.ranker))
+    ranker = span_model.ranker_from(args.ranker)
     masked_out: list[dict] = []  # the same with the gold passages removed from the results (no answer there)
     rows_out = []  # per question: (reader scores, span logits, ranker logits, gold flags) of its first max(KS) peers
     for name in T.TRAIN_SETS:

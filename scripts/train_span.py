@@ -120,16 +120,19 @@ def torch_layers(tensors, layers):
             self.drop = nn.Dropout(0.1)
             self.prefix = p
 
-        def forward(self, h, mask):
-            b, n, hidden = h.shape
+        def forward(self, h, mask, first_only: bool = False):
+            """[B, T, H] → [B, T, H]; ``first_only``: only the first token's output, [B, 1, H]
+            (the same values: what a head on the first token reads, for a quarter of the work)."""
+            b, hidden = h.shape[0], h.shape[2]
             d = hidden // M.HEADS
 
-            def heads(m):
-                return m(h).view(b, n, M.HEADS, d).transpose(1, 2)
+            def heads(m, x):
+                return m(x).view(b, x.shape[1], M.HEADS, d).transpose(1, 2)
 
-            scores = heads(self.q) @ heads(self.k).transpose(-1, -2) / math.sqrt(d) + ((1.0 - mask) * -1e9)[:, None, None, :]
-            ctx = (self.drop(scores.softmax(-1)) @ heads(self.v)).transpose(1, 2).reshape(b, n, hidden)
-            x = self.ln1(self.drop(self.o(ctx)) + h)
+            out = h[:, :1] if first_only else h
+            scores = heads(self.q, out) @ heads(self.k, h).transpose(-1, -2) / math.sqrt(d) + ((1.0 - mask) * -1e9)[:, None, None, :]
+            ctx = (self.drop(scores.softmax(-1)) @ heads(self.v, h)).transpose(1, 2).reshape(b, out.shape[1], hidden)
+            x = self.ln1(self.drop(self.o(ctx)) + out)
             f = torch.nn.functional.gelu(self.fi(x))
             return self.ln2(self.drop(self.fo(f)) + x)
 
@@ -439,12 +442,13 @@ def _found_text(reader, row: Example) -> str:
     return row.sentence[found.start : found.end] if found else ""
 
 
-def write_head(path: Path, layers, head, meta: dict, torch, prefix: str = "", head_name: str = "span_head") -> None:
+def write_head(path: Path, layers, head, meta: dict, torch, prefix: str = "", head_name: str = "span_head", extra=None) -> None:
     """The tuned layers (matrices int8 with one fp16 scale per row: 4 layers in ~7 MB; vectors
-    fp16), their names behind ``prefix``, and the head as ``head_name``, atomically."""
+    fp16), their names behind ``prefix``, the head as ``head_name`` and ``extra`` tensors as
+    given, atomically."""
     from safetensors.torch import save_file
 
-    tensors = {}
+    tensors = dict(extra or {})
     for layer in layers:
         for name, w in layer.named():
             w = w.detach()

@@ -213,6 +213,50 @@ def test_ranking_shares_the_bottom_layers_without_changing_the_spans(reader, ran
         assert (got.start, got.end) == (alone.start, alone.end) and abs(got.logit - alone.logit) < 1e-4
 
 
+def test_the_first_token_alone_is_what_the_whole_layer_gives_it(reader):
+    """``Encoder.layer(..., first_only=True)`` (the ranker's top layer) computes the first token's
+    output of the full layer, padding included."""
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((3, 17, 384)).astype(np.float32)
+    mask = np.ones((3, 17), dtype=np.float32)
+    mask[1, 9:] = 0
+    whole = reader.encoder.layer(h, mask, 8)
+    first = reader.encoder.layer(h, mask, 8, first_only=True)
+    assert first.shape == (3, 1, 384)
+    assert np.abs(first[:, 0] - whole[:, 0]).max() < 1e-4
+
+
+def test_a_ranker_layer_shipped_as_a_low_rank_delta_is_the_base_layer_plus_it(reader):
+    """A layer above the ranker's first is shipped as the base model's matrices plus B·A
+    (``.lora_a``/``.lora_b``): the same logits as that layer shipped whole."""
+    from sme_qa import bundled_st
+
+    base = M.read_safetensors(bundled_st.materialize() / "model.safetensors")
+    rng = np.random.default_rng(1)
+    layer9 = M._LAYER.format(9)
+    own, deltas = {}, {}
+    for name, t in base.items():
+        if name.startswith(M._LAYER.format(8)):
+            own["ranker." + name] = t
+        elif name.startswith(layer9):
+            own["ranker." + name] = t
+            if t.ndim == 2:
+                a = (0.05 * rng.standard_normal((4, t.shape[1]))).astype(np.float16)
+                b = (0.05 * rng.standard_normal((t.shape[0], 4))).astype(np.float16)
+                deltas["ranker." + name + M.LORA_A], deltas["ranker." + name + M.LORA_B] = a, b
+                own["ranker." + name] = t.astype(np.float32) + b.astype(np.float32) @ a.astype(np.float32)
+    head = {"ranker_head.weight": rng.standard_normal((1, 384)).astype(np.float32), "ranker_head.bias": np.zeros(1, np.float32)}
+    meta = {"from_layer": 8, "layers": 2}
+    whole = M.SentenceRanker(own | head, meta)
+    shipped = {k: v for k, v in own.items() if not (k.startswith("ranker." + layer9) and v.ndim == 2)}
+    delta = M.SentenceRanker(shipped | deltas | head, meta, base)
+    h = rng.standard_normal((2, 11, 384)).astype(np.float32)
+    mask = np.ones((2, 11), dtype=np.float32)
+    assert np.abs(whole.logits(h, mask) - delta.logits(h, mask)).max() < 1e-3
+    with pytest.raises(KeyError, match="base model's matrix"):
+        M.SentenceRanker(shipped | deltas | head, meta, {})
+
+
 def test_a_short_answer_does_not_end_on_the_particle_de(reader):
     """The span reader may stop after 的 (「25天缩短至7天的大幅提升」 → 「…7天的」): the bold
     answer is the phrase without it (held-out training spans: F1 unchanged or higher by kind)."""

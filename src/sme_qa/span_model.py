@@ -110,27 +110,40 @@ class Encoder:
         h = h + self.w("embeddings.token_type_embeddings.weight")[0]
         return _layer_norm(h, self.w("embeddings.LayerNorm.weight"), self.w("embeddings.LayerNorm.bias"))
 
-    def layer(self, h: np.ndarray, mask: np.ndarray, i: int) -> np.ndarray:
-        """One transformer layer; ``mask`` is [B, T] with 1 for real tokens."""
+    def layer(self, h: np.ndarray, mask: np.ndarray, i: int, first_only: bool = False) -> np.ndarray:
+        """One transformer layer; ``mask`` is [B, T] with 1 for real tokens.  ``first_only``: only
+        the first token's output ([B, 1, H], the same values), what a head on it reads: its
+        query, attention output and feed-forward are computed for one token, keys and values for all."""
         p = _LAYER.format(i)
         w = self.w
         bsz, n, hidden = h.shape
         d = hidden // HEADS
         x = h.reshape(bsz * n, hidden)
 
-        qkv = x @ self._qkv(p, "weight").T + self._qkv(p, "bias")  # one matrix product for the three projections
-        q, k, v = (qkv[:, j * hidden : (j + 1) * hidden].reshape(bsz, n, HEADS, d).transpose(0, 2, 1, 3) for j in range(3))
+        def heads(m: np.ndarray, t: int) -> np.ndarray:
+            return m.reshape(bsz, t, HEADS, d).transpose(0, 2, 1, 3)
+
+        qkv_w, qkv_b = self._qkv(p, "weight"), self._qkv(p, "bias")
+        if first_only:
+            kv = x @ qkv_w[hidden:].T + qkv_b[hidden:]
+            x = h[:, 0]
+            q = heads(x @ qkv_w[:hidden].T + qkv_b[:hidden], 1)
+            k, v = heads(kv[:, :hidden], n), heads(kv[:, hidden:], n)
+        else:
+            qkv = x @ qkv_w.T + qkv_b  # one matrix product for the three projections
+            q, k, v = (heads(qkv[:, j * hidden : (j + 1) * hidden], n) for j in range(3))
+        out = q.shape[2]
         scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(d) + ((1.0 - mask) * -1e9)[:, None, None, :]
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         scores /= scores.sum(-1, keepdims=True)
-        ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(bsz * n, hidden)
+        ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(bsz * out, hidden)
         a = ctx @ w(p + "attention.output.dense.weight").T + w(p + "attention.output.dense.bias")
         x = _layer_norm(a + x, w(p + "attention.output.LayerNorm.weight"), w(p + "attention.output.LayerNorm.bias"))
         f = x @ w(p + "intermediate.dense.weight").T + w(p + "intermediate.dense.bias")
         f = 0.5 * f * (1.0 + _erf(f / math.sqrt(2.0)))
         o = f @ w(p + "output.dense.weight").T + w(p + "output.dense.bias")
         x = _layer_norm(o + x, w(p + "output.LayerNorm.weight"), w(p + "output.LayerNorm.bias"))
-        return x.reshape(bsz, n, hidden)
+        return x.reshape(bsz, out, hidden)
 
     def forward(
         self, ids: np.ndarray, mask: np.ndarray, start: int = 0, stop: int | None = None, h: np.ndarray | None = None
@@ -336,23 +349,47 @@ class SpanReader:
 
 
 class SentenceRanker:
-    """Does this sentence answer the question?  One fine-tuned layer and a logistic head on the
-    first token (``models/sentence_ranker.safetensors``, trained by ``scripts/train_ranker.py`` on
+    """Does this sentence answer the question?  Fine-tuned layers and a logistic head on the first
+    token (``models/sentence_ranker.safetensors``, trained by ``scripts/train_ranker.py`` on
     cmrc2018_dev and drcd_dev only), reading the output of the base model's layers below
-    ``depth``, which the span reader shares: ranking a sentence costs one layer more."""
+    ``depth``, which the span reader shares.  The first of its layers is shipped whole; any above
+    it as the base model's with a low-rank delta (``<matrix>.lora_a``, ``.lora_b``: W + B·A), so
+    they cost the package ~0.2 MB each.  Only the first token's output of the top layer is
+    computed (``Encoder.layer``'s ``first_only``)."""
 
-    def __init__(self, tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+    def __init__(self, tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any], base: Mapping[str, np.ndarray] | None = None) -> None:
         self.depth = int(meta["from_layer"])
+        self.top = self.depth + int(meta.get("layers", 1))
         own = {name.removeprefix("ranker."): t for name, t in tensors.items() if name.startswith("ranker.")}
-        self.encoder = Encoder(merged_tensors({}, own), self.depth + 1)
+        self.encoder = Encoder(merged_tensors({}, _with_deltas(own, base or {})), self.top)
         self.head_w = np.ascontiguousarray(tensors["ranker_head.weight"], dtype=np.float32)[0]  # [H]
         self.head_b = float(np.asarray(tensors["ranker_head.bias"], dtype=np.float32)[0])
         self.meta = dict(meta)
 
     def logits(self, h: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """[B] logits from the shared layers' output ``h`` [B, T, H]."""
-        x = self.encoder.layer(h, mask.astype(np.float32), self.depth)
+        m = mask.astype(np.float32)
+        for i in range(self.depth, self.top - 1):
+            h = self.encoder.layer(h, m, i)
+        x = self.encoder.layer(h, m, self.top - 1, first_only=True)
         return np.asarray(x[:, 0] @ self.head_w + self.head_b, dtype=np.float64)
+
+
+LORA_A, LORA_B = ".lora_a", ".lora_b"
+
+
+def _with_deltas(own: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``own`` with each low-rank delta pair replaced by its matrix: the base one plus B·A."""
+    out = {name: t for name, t in own.items() if not name.endswith((LORA_A, LORA_B))}
+    for name in own:
+        if name.endswith(LORA_A):
+            matrix = name.removesuffix(LORA_A)
+            if matrix not in base:
+                raise KeyError(f"{matrix}: the ranker's delta needs the base model's matrix")
+            a = np.asarray(own[name], dtype=np.float32)
+            b = np.asarray(own[matrix + LORA_B], dtype=np.float32)
+            out[matrix] = np.asarray(base[matrix], dtype=np.float32) + b @ a
+    return out
 
 
 # The sentences of one question are read in up to READ_THREADS groups at once, each on its own
@@ -481,10 +518,18 @@ def _load_ranker() -> SentenceRanker | None:
     if reader is None or not path.is_file():
         log.info("no sentence ranker (%s or the span reader missing): sentences are ranked by the reader", RANKER_FILE)
         return None
-    ranker = SentenceRanker(read_safetensors(path), file_metadata(path))
+    ranker = ranker_from(path)
     if ranker.depth > reader.tuned_from:
         log.warning(
             "%s reads layer %d, above the span reader's shared layers (< %d): not used", RANKER_FILE, ranker.depth, reader.tuned_from
         )
         return None
     return ranker
+
+
+def ranker_from(path: Path, base_dir: Path | None = None) -> SentenceRanker:
+    """A sentence ranker from a ``scripts/train_ranker.py`` file over the bundled base."""
+    from . import bundled_st
+
+    base_dir = base_dir or bundled_st.materialize()
+    return SentenceRanker(read_safetensors(path), file_metadata(path), read_safetensors(base_dir / "model.safetensors"))
