@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -202,10 +203,8 @@ def main(argv=None) -> int:
         return stack[-1](h, m, first_only=True)[:, 0]
 
     lora = [q for x in adapted for q in x.parameters() if q.requires_grad]
-    params = list(layer.parameters()) + list(head.parameters()) + lora
-    groups = [{"params": list(layer.parameters()) + list(head.parameters())}]
-    if lora:
-        groups.append({"params": lora, "lr": args.lora_lr})
+    groups = [{"params": list(layer.parameters()) + list(head.parameters())}] + ([{"params": lora, "lr": args.lora_lr}] if lora else [])
+    params = [q for g in groups for q in g["params"]]
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.01)
     steps = args.epochs * math.ceil(len(train) / args.batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, 1 - s / steps))
@@ -291,7 +290,7 @@ def with_lora(layer, rank: int, torch):
         def forward(self, x):
             return self.base(x) + (x @ self.a.T) @ self.b.T
 
-    for name in ("q", "k", "v", "o", "fi", "fo"):
+    for name in train_span.MATRICES:
         setattr(layer, name, LoRA(getattr(layer, name)))
     return layer
 
@@ -302,14 +301,13 @@ def lora_tensors(layers) -> dict:
     out = {}
     for layer in layers:
         p = "ranker." + layer.prefix
-        keys = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value"}
-        keys |= {"o": "attention.output.dense", "fi": "intermediate.dense", "fo": "output.dense"}
-        for short, key in keys.items():
-            m = getattr(layer, short)
-            out[p + key + ".weight.lora_a"] = m.a.detach().half().contiguous()
-            out[p + key + ".weight.lora_b"] = m.b.detach().half().contiguous()
+        for attr, key in train_span.MATRICES.items():
+            m = getattr(layer, attr)
+            out[p + key + ".weight" + M.LORA_A] = m.a.detach().half().contiguous()
+            out[p + key + ".weight" + M.LORA_B] = m.b.detach().half().contiguous()
             out[p + key + ".bias"] = m.base.bias.detach().half().contiguous()
-        for key, ln in (("attention.output.LayerNorm", layer.ln1), ("output.LayerNorm", layer.ln2)):
+        for attr, key in train_span.NORMS.items():
+            ln = getattr(layer, attr)
             out[p + key + ".weight"] = ln.weight.detach().half().contiguous()
             out[p + key + ".bias"] = ln.bias.detach().half().contiguous()
     return out
@@ -329,6 +327,7 @@ def write_card(path: Path, card: Path) -> None:
         else ""
     )
     lora_lr = f" (the deltas {meta.get('lora_lr', 5e-4)})" if top > first else ""
+    rebuild = re.sub(r"\s--out\s+\S+", "", meta["command"])  # the default --out is the package's file
     text = f"""# The sme-qa sentence ranker (`sentence_ranker.safetensors`)
 
 Does this sentence answer the question?  A cross-encoder over `<s> question </s></s> sentence </s>`
@@ -356,10 +355,10 @@ span reader never saw them either.  {meta["epochs"]} epoch(s), AdamW lr {meta["l
 ## Rebuild
 
 ```
-{meta["command"]}
+{rebuild}
 ```
 
-`--cache` only keeps the frozen layers' output for reruns (~6 min of the run); it does not change the result.
+`--cache` only keeps the frozen layers' output for reruns (~10 min of the run); it does not change the result.
 
 ## Held-out scores
 
